@@ -1,0 +1,58 @@
+# pangeo-cloud: the two commands people need are `make up` and `make test`.
+# Every target installs what it needs first, idempotently, so both work on a
+# fresh machine. Tools are built once into $(PANGEO_CACHE_DIR), outside the repo.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PANGEO_CACHE_DIR ?= $(HOME)/.cache/pangeo-cloud
+export PANGEO_TOOLS_DIR ?= $(PANGEO_CACHE_DIR)/bin
+export PATH := $(CURDIR)/$(VENV)/bin:$(PANGEO_TOOLS_DIR):$(PANGEO_CACHE_DIR)/node/bin:$(PATH)
+
+# Rebuild the virtualenv only when the dependency list changes.
+VENV_STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: help install tools system lint test test-fast up validate chart-lock clean
+
+help:
+	@echo "make up        run the whole service on this machine (deployment 'local')"
+	@echo "make test      install everything needed, then run the whole test suite"
+	@echo "make lint      ruff, yamllint, actionlint"
+	@echo "make validate  pangeo-cloud validate (all deployments and stages)"
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(VENV_STAMP)
+
+tools:
+	@scripts/install-go-tools.sh
+
+system:
+	@scripts/install-system.sh
+
+lint: install tools
+	ruff check src tests benchmarks scripts
+	ruff format --check src tests benchmarks scripts
+	yamllint -s deployments helm-chart/pangeo-cloud/values.yaml .github
+	actionlint
+
+validate: install tools
+	pangeo-cloud validate
+
+test: install tools system
+	pytest
+
+up: install tools system
+	pangeo-cloud up $(UP_ARGS)
+
+chart-lock: install
+	$(VENV)/bin/python scripts/update-chart-lock.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache helm-chart/pangeo-cloud/charts
+
+-include scripts/k8s.mk

@@ -1,0 +1,1 @@
+../../../../src/pangeo_cloud/__init__.py

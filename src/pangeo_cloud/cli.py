@@ -1,0 +1,57 @@
+"""The `pangeo-cloud` command line: one subcommand per operator task.
+
+Each subcommand lives in the module that owns its work and registers itself
+with `register(subparsers)`; this module only assembles them and turns the
+project's error types into one clear line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pangeo_cloud import __version__
+from pangeo_cloud.config import ConfigError
+from pangeo_cloud.deploy.tools import ToolError
+
+# Modules providing `register(subparsers)`, in the order `--help` lists them.
+COMMAND_MODULES = [
+    "pangeo_cloud.commands.validate",
+    "pangeo_cloud.commands.render",
+]
+
+
+class UserError(Exception):
+    """A failure to report as one line (bad arguments, missing tools, ...)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pangeo-cloud",
+        description="Validate, render, deploy and run the Pangeo Cloud federation.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--root", help="repository root (default: found from the current directory)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ToolError, UserError, FileNotFoundError) as exc:
+        print(f"pangeo-cloud {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"pangeo-cloud {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

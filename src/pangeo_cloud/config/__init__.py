@@ -1,0 +1,22 @@
+"""Configuration: load deployment files, layer values, validate them.
+
+Data flows one way: files -> :mod:`model` (deployment.yaml) -> :mod:`layering`
+(merged Helm values) -> helm or the local runtime. Nothing here touches a cluster.
+"""
+
+from pangeo_cloud.config.errors import ConfigError
+from pangeo_cloud.config.layering import Layer, merged_values, values_layers
+from pangeo_cloud.config.model import Deployment, Stage, load_deployment, list_deployments
+from pangeo_cloud.config.paths import Paths
+
+__all__ = [
+    "ConfigError",
+    "Deployment",
+    "Layer",
+    "Paths",
+    "Stage",
+    "list_deployments",
+    "load_deployment",
+    "merged_values",
+    "values_layers",
+]

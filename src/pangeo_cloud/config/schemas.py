@@ -1,0 +1,126 @@
+"""Validate merged values against the charts' JSON schemas, offline.
+
+The upstream schemas (z2jh, dask-gateway) come from the subchart archives under
+the chart's `charts/` when `helm dependency build` has fetched them, else from a
+directory holding `<chart>-<version>/values.yaml` and `values.schema.yaml`
+(given by `--upstream-dir`, $PANGEO_UPSTREAM_DIR, or ../shared/upstream). As
+Helm does, each subchart's schema is applied to its defaults merged with ours.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pangeo_cloud.config.errors import ConfigError, format_key_path
+from pangeo_cloud.config.layering import Layer, merge, origin
+from pangeo_cloud.config.paths import Paths
+
+
+@dataclass(frozen=True)
+class UpstreamChart:
+    """An upstream subchart's default values and values schema."""
+
+    name: str
+    version: str
+    values: dict[str, Any]
+    schema: dict[str, Any]
+    source: str
+    app_version: str | None = None
+
+
+def _from_archive(archive: Path, name: str, version: str) -> UpstreamChart:
+    with tarfile.open(archive) as tar:
+        def read(member: str) -> str | None:
+            try:
+                handle = tar.extractfile(f"{name}/{member}")
+            except KeyError:
+                return None
+            return handle.read().decode() if handle else None
+
+        values = yaml.safe_load(read("values.yaml") or "{}") or {}
+        raw_schema = read("values.schema.json")
+        schema = json.loads(raw_schema) if raw_schema else {}
+        meta = yaml.safe_load(read("Chart.yaml") or "{}") or {}
+    return UpstreamChart(name, version, values, schema, str(archive), meta.get("appVersion"))
+
+
+def _from_directory(directory: Path, name: str, version: str) -> UpstreamChart:
+    values = yaml.safe_load((directory / "values.yaml").read_text()) or {}
+    schema_file = directory / "values.schema.yaml"
+    if not schema_file.is_file():
+        schema_file = directory / "values.schema.json"
+    schema = yaml.safe_load(schema_file.read_text()) or {}
+    # In the published charts the appVersion is the release number (see DESIGN.md).
+    return UpstreamChart(name, version, values, schema, str(directory), version)
+
+
+def find_upstream(name: str, version: str, paths: Paths,
+                  explicit: str | Path | None = None) -> UpstreamChart:
+    """The upstream chart `name`-`version`, from the first place that has it."""
+    tried = []
+    for base in paths.upstream_dirs(explicit):
+        archive = base / f"{name}-{version}.tgz"
+        if archive.is_file():
+            return _from_archive(archive, name, version)
+        directory = base / f"{name}-{version}"
+        if (directory / "values.yaml").is_file():
+            return _from_directory(directory, name, version)
+        tried.append(str(base))
+    raise ConfigError(
+        f"no values schema for {name} {version}: looked in {', '.join(tried)}; run "
+        "`helm dependency build helm-chart/pangeo-cloud` (needs network) or pass "
+        "--upstream-dir DIR / set PANGEO_UPSTREAM_DIR to a directory holding "
+        f"{name}-{version}/values.schema.yaml"
+    )
+
+
+def chart_dependencies(paths: Paths) -> list[tuple[str, str]]:
+    meta = yaml.safe_load((paths.chart / "Chart.yaml").read_text())
+    return [(d["name"], str(d["version"])) for d in meta.get("dependencies") or []]
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted((error.schema.get("properties") or {}).keys())
+        hint = f"; allowed: {', '.join(allowed)}" if allowed and len(allowed) <= 40 else ""
+        return f"{error.message}{hint}"
+    return error.message
+
+
+def schema_errors(values: Any, schema: dict[str, Any], prefix: tuple[str | int, ...],
+                  layers: list[Layer]) -> list[ConfigError]:
+    """Every violation of `schema`, located in the file and line that set it."""
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema)
+    errors = []
+    for error in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.path))):
+        key_path = (*prefix, *error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            extra = sorted(set(error.instance) - set(error.schema.get("properties") or {}))
+            if extra:
+                key_path = (*key_path, extra[0])
+        file, line = origin(layers, key_path)
+        errors.append(ConfigError(_describe(error), file=file, line=line,
+                                  key_path=format_key_path(key_path)))
+    return errors
+
+
+def validate_subchart(values: dict[str, Any], upstream: UpstreamChart,
+                      layers: list[Layer]) -> list[ConfigError]:
+    """Our values for one subchart, merged onto its defaults, against its schema."""
+    merged = merge(upstream.values, values.get(upstream.name) or {})
+    return schema_errors(merged, upstream.schema, (upstream.name,), layers)
+
+
+def validate_umbrella(values: dict[str, Any], paths: Paths,
+                      layers: list[Layer]) -> list[ConfigError]:
+    """The merged values against the umbrella's own values.schema.json."""
+    schema = json.loads((paths.chart / "values.schema.json").read_text())
+    return schema_errors(values, schema, (), layers)

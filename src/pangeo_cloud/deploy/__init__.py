@@ -1,0 +1,1 @@
+"""Driving the real tools that touch charts and clusters: helm, sops, kubectl."""

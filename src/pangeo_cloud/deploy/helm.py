@@ -1,0 +1,110 @@
+"""Helm: lint and template the umbrella chart with the real `helm` binary.
+
+Without network the upstream subcharts cannot be downloaded. When they are
+present (after `helm dependency build`) the full chart is used; otherwise a
+copy of the chart with its dependencies removed renders our own templates
+only, and callers say so (`ChartView.full` is False).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pangeo_cloud.deploy.tools import find_tool, run
+
+# Values that z2jh would otherwise generate with `lookup` + random (or read
+# from the live Secret): pinned so that `render` output is deterministic.
+# Used for rendering only, never for deploying.
+RENDER_PINNED_VALUES: dict[str, Any] = {
+    "jupyterhub": {
+        "hub": {
+            "config": {
+                "JupyterHub": {"cookie_secret": "0" * 64},
+                "CryptKeeper": {"keys": ["1" * 64]},
+                "ConfigurableHTTPProxy": {"auth_token": "render-pinned-proxy-token"},
+            },
+            "services": {"dask-gateway": {"apiToken": "render-pinned-dask-gateway-token"}},
+        }
+    }
+}
+
+
+@dataclass(frozen=True)
+class ChartView:
+    """A chart directory to hand to helm, and whether it includes the subcharts."""
+
+    path: Path
+    full: bool
+    missing: tuple[str, ...] = ()
+
+
+def missing_subcharts(chart: Path) -> list[str]:
+    """Dependencies of Chart.yaml with no archive or directory under charts/."""
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    missing = []
+    for dep in meta.get("dependencies") or []:
+        name, version = dep["name"], str(dep["version"])
+        archive = chart / "charts" / f"{name}-{version}.tgz"
+        unpacked = chart / "charts" / name / "Chart.yaml"
+        if not archive.is_file() and not unpacked.is_file():
+            missing.append(f"{name}-{version}")
+    return missing
+
+
+@contextmanager
+def chart_view(chart: Path) -> Iterator[ChartView]:
+    """The full chart when its subcharts are present, else an umbrella-only copy."""
+    missing = missing_subcharts(chart)
+    if not missing:
+        yield ChartView(chart, True)
+        return
+    with tempfile.TemporaryDirectory(prefix="pangeo-chart-") as tmp:
+        copy = Path(tmp) / chart.name
+        # symlinks=False: files/ links into src/, and the copy must hold the code.
+        shutil.copytree(chart, copy, symlinks=False, ignore=shutil.ignore_patterns("charts"))
+        meta = yaml.safe_load((copy / "Chart.yaml").read_text())
+        meta.pop("dependencies", None)
+        (copy / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+        (copy / "Chart.lock").unlink(missing_ok=True)
+        yield ChartView(copy, False, tuple(missing))
+
+
+def _values_file(directory: Path, values: dict[str, Any]) -> Path:
+    file = directory / "values.yaml"
+    file.write_text(yaml.safe_dump(values, sort_keys=True))
+    file.chmod(0o600)
+    return file
+
+
+def lint(chart: ChartView, values: dict[str, Any], kube_version: str) -> str:
+    """`helm lint --strict` with the merged values; raises ToolError on failure."""
+    with tempfile.TemporaryDirectory(prefix="pangeo-values-") as tmp:
+        file = _values_file(Path(tmp), values)
+        result = run([find_tool("helm"), "lint", "--strict", str(chart.path), "-f", str(file),
+                      "--kube-version", f"{kube_version}.0"])
+    return result.stdout
+
+
+def template(chart: ChartView, values: dict[str, Any], *, release: str, namespace: str,
+             kube_version: str) -> str:
+    """`helm template` with the merged values: the manifests as one YAML stream."""
+    with tempfile.TemporaryDirectory(prefix="pangeo-values-") as tmp:
+        file = _values_file(Path(tmp), values)
+        result = run([
+            find_tool("helm"), "template", release, str(chart.path), "--namespace", namespace,
+            "-f", str(file), "--kube-version", f"{kube_version}.0", "--include-crds",
+        ])
+    return result.stdout
+
+
+def split_manifests(stream: str) -> list[dict[str, Any]]:
+    """The non-empty documents of a rendered YAML stream."""
+    return [doc for doc in yaml.safe_load_all(stream) if doc]

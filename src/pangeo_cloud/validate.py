@@ -1,0 +1,202 @@
+"""`pangeo-cloud validate`: every check of a deployment stage, before any action.
+
+For each deployment and stage, in order: the deployment model, the values
+layers, the merged values against the z2jh, dask-gateway and umbrella schemas,
+the federation's promises, `helm lint --strict`, `helm template`, and the
+rendered manifests against the Kubernetes API schemas. A check that cannot run
+here (e.g. no `helm`) fails with the reason; nothing touches a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pangeo_cloud.config import ConfigError, Deployment, Paths, load_deployment
+from pangeo_cloud.config.layering import Decryptor, Layer, merge, merge_all, values_layers
+from pangeo_cloud.config.manifests import load_crds, validate_manifests
+from pangeo_cloud.config.promises import check_promises
+from pangeo_cloud.config.schemas import (
+    UpstreamChart,
+    chart_dependencies,
+    find_upstream,
+    validate_subchart,
+    validate_umbrella,
+)
+from pangeo_cloud.deploy import helm
+from pangeo_cloud.deploy.tools import ToolError
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check for one deployment stage."""
+
+    target: str  # deployment/stage
+    check: str
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "check": self.check, "ok": self.ok,
+                "errors": self.errors, "note": self.note}
+
+
+@dataclass
+class StageContext:
+    """What the checks of one stage share (computed once)."""
+
+    deployment: Deployment
+    stage: str
+    paths: Paths
+    upstream_dir: str | None
+    layers: list[Layer] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    upstream: dict[str, UpstreamChart] = field(default_factory=dict)
+    manifests: list[dict[str, Any]] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{self.deployment.name}/{self.stage}"
+
+
+def render_values(ctx: StageContext) -> dict[str, Any]:
+    """Merged values plus the pinned generated secrets (render only, never deploy)."""
+    return merge(ctx.values, helm.RENDER_PINNED_VALUES)
+
+
+def render(ctx: StageContext) -> tuple[str, helm.ChartView]:
+    """`helm template` of one stage; returns the stream and the chart view used."""
+    st = ctx.deployment.stage(ctx.stage)
+    with helm.chart_view(ctx.paths.chart) as view:
+        stream = helm.template(view, render_values(ctx), release=st.release,
+                               namespace=st.namespace,
+                               kube_version=ctx.deployment.kubernetes_version)
+    return stream, view
+
+
+def _subchart_note(view: helm.ChartView) -> str:
+    if view.full:
+        return "full chart with subcharts"
+    return ("umbrella templates only: subcharts " + ", ".join(view.missing)
+            + " not downloaded (run `helm dependency build` with network)")
+
+
+# --- the checks ----------------------------------------------------------------
+
+def check_schemas(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    errors: list[ConfigError] = []
+    sources = []
+    for name, version in chart_dependencies(ctx.paths):
+        upstream = find_upstream(name, version, ctx.paths, ctx.upstream_dir)
+        ctx.upstream[name] = upstream
+        sources.append(f"{name} {version}")
+        errors += validate_subchart(ctx.values, upstream, ctx.layers)
+    errors += validate_umbrella(ctx.values, ctx.paths, ctx.layers)
+    return errors, "against " + ", ".join(sources) + " and the umbrella schema"
+
+
+def check_promises_(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    gateway = ctx.upstream.get("dask-gateway")
+    errors = check_promises(
+        ctx.deployment, ctx.values, ctx.layers,
+        image_file=ctx.paths.images / "notebook" / "image.yaml",
+        gateway_app_version=gateway.app_version if gateway else None,
+    )
+    return errors, ""
+
+
+def check_lint(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    with helm.chart_view(ctx.paths.chart) as view:
+        helm.lint(view, render_values(ctx), ctx.deployment.kubernetes_version)
+    return [], _subchart_note(view)
+
+
+def check_manifests(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    stream, view = render(ctx)
+    ctx.manifests = helm.split_manifests(stream)
+    crd_files = sorted(ctx.paths.upstream_dirs(ctx.upstream_dir)[-1].glob("dask-gateway-*/crds/*.yaml"))
+    crds = load_crds(crd_files)
+    errors = validate_manifests(ctx.manifests, ctx.deployment.kubernetes_version, crds)
+    return errors, (f"{len(ctx.manifests)} objects, Kubernetes {ctx.deployment.kubernetes_version}; "
+                    + _subchart_note(view))
+
+
+CHECKS: list[tuple[str, Callable[[StageContext], tuple[list[ConfigError], str]]]] = [
+    ("schemas", check_schemas),
+    ("promises", check_promises_),
+    ("helm-lint", check_lint),
+    ("manifests", check_manifests),
+]
+
+
+def validate_stage(deployment: Deployment, stage: str, paths: Paths, *,
+                   upstream_dir: str | None = None, decrypt: Decryptor | None = None,
+                   on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
+    """Run every check for one stage; a failure in values stops the later checks."""
+    ctx = StageContext(deployment, stage, paths, upstream_dir)
+    results: list[CheckResult] = []
+
+    def emit(result: CheckResult) -> None:
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    try:
+        ctx.layers = values_layers(deployment, stage, paths=paths, decrypt=decrypt)
+        ctx.values = merge_all(ctx.layers)
+    except ConfigError as exc:
+        emit(CheckResult(ctx.target, "values", False, [str(exc)]))
+        return results
+    emit(CheckResult(ctx.target, "values", True,
+                     note=" < ".join(layer.name for layer in ctx.layers)))
+    for name, check in CHECKS:
+        try:
+            errors, note = check(ctx)
+        except (ConfigError, ToolError) as exc:
+            errors, note = [exc], ""
+        emit(CheckResult(ctx.target, name, not errors, [str(e) for e in errors], note))
+        if name == "schemas" and errors:
+            # Rendering invalid values only repeats the same errors less clearly.
+            break
+    return results
+
+
+def select_targets(selectors: list[str], paths: Paths) -> list[tuple[str, str | None]]:
+    """Parse DEPLOYMENT[/STAGE] selectors (all deployments when empty)."""
+    from pangeo_cloud.config import list_deployments
+
+    if not selectors:
+        return [(name, None) for name in list_deployments(paths)]
+    out = []
+    for selector in selectors:
+        name, _, stage = selector.partition("/")
+        out.append((name, stage or None))
+    return out
+
+
+def validate_all(selectors: list[str], paths: Paths, *, upstream_dir: str | None = None,
+                 decrypt: Decryptor | None = None,
+                 on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    for name, stage in select_targets(selectors, paths):
+        try:
+            deployment = load_deployment(name, paths)
+            stages = [deployment.stage(stage).name] if stage else list(deployment.stages)
+        except ConfigError as exc:
+            result = CheckResult(f"{name}/{stage or '*'}", "deployment", False, [str(exc)])
+            results.append(result)
+            if on_result:
+                on_result(result)
+            continue
+        for st in stages:
+            ok = CheckResult(f"{name}/{st}", "deployment", True,
+                             note=str(Path(deployment.directory.name) / "deployment.yaml"))
+            results.append(ok)
+            if on_result:
+                on_result(ok)
+            results += validate_stage(deployment, st, paths, upstream_dir=upstream_dir,
+                                      decrypt=decrypt, on_result=on_result)
+    return results
