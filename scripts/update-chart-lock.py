@@ -19,8 +19,16 @@ from pathlib import Path
 import yaml
 
 # Go's json.Marshal order and omitempty rules for helm's chart.Dependency.
-FIELDS = [("name", False), ("version", True), ("repository", False), ("condition", True),
-          ("tags", True), ("enabled", True), ("import-values", True), ("alias", True)]
+FIELDS = [
+    ("name", False),
+    ("version", True),
+    ("repository", False),
+    ("condition", True),
+    ("tags", True),
+    ("enabled", True),
+    ("import-values", True),
+    ("alias", True),
+]
 
 
 def go_dependency(dep: dict) -> dict:
@@ -34,8 +42,10 @@ def go_dependency(dep: dict) -> dict:
 
 
 def digest(requirements: list[dict], locked: list[dict]) -> str:
-    data = json.dumps([[go_dependency(d) for d in requirements],
-                       [go_dependency(d) for d in locked]], separators=(",", ":"))
+    data = json.dumps(
+        [[go_dependency(d) for d in requirements], [go_dependency(d) for d in locked]],
+        separators=(",", ":"),
+    )
     return "sha256:" + hashlib.sha256(data.encode()).hexdigest()
 
 
@@ -45,15 +55,19 @@ def main() -> int:
     reqs = [{k: v for k, v in d.items()} for d in meta.get("dependencies", [])]
     for d in reqs:
         d["version"] = str(d["version"])
-    locked = [{"name": d["name"], "repository": d["repository"], "version": d["version"]}
-              for d in reqs]
+    locked = [
+        {"name": d["name"], "repository": d["repository"], "version": d["version"]} for d in reqs
+    ]
     lock_file = chart / "Chart.lock"
     new_digest = digest(reqs, locked)
     if lock_file.is_file() and yaml.safe_load(lock_file.read_text()).get("digest") == new_digest:
         print(f"{lock_file} is up to date")
         return 0
-    lock = {"dependencies": locked, "digest": new_digest,
-            "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")}
+    lock = {
+        "dependencies": locked,
+        "digest": new_digest,
+        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000000000Z"),
+    }
     lock_file.write_text(yaml.safe_dump(lock, sort_keys=False))
     print(f"wrote {lock_file}")
     return 0

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate, render, deploy and run the Pangeo Cloud federation.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--root", help="repository root (default: found from the current directory)")
+    parser.add_argument(
+        "--root", help="repository root (default: found from the current directory)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

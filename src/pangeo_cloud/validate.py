@@ -40,8 +40,13 @@ class CheckResult:
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "check": self.check, "ok": self.ok,
-                "errors": self.errors, "note": self.note}
+        return {
+            "target": self.target,
+            "check": self.check,
+            "ok": self.ok,
+            "errors": self.errors,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -71,20 +76,28 @@ def render(ctx: StageContext) -> tuple[str, helm.ChartView]:
     """`helm template` of one stage; returns the stream and the chart view used."""
     st = ctx.deployment.stage(ctx.stage)
     with helm.chart_view(ctx.paths.chart) as view:
-        stream = helm.template(view, render_values(ctx), release=st.release,
-                               namespace=st.namespace,
-                               kube_version=ctx.deployment.kubernetes_version)
+        stream = helm.template(
+            view,
+            render_values(ctx),
+            release=st.release,
+            namespace=st.namespace,
+            kube_version=ctx.deployment.kubernetes_version,
+        )
     return stream, view
 
 
 def _subchart_note(view: helm.ChartView) -> str:
     if view.full:
         return "full chart with subcharts"
-    return ("umbrella templates only: subcharts " + ", ".join(view.missing)
-            + " not downloaded (run `helm dependency build` with network)")
+    return (
+        "umbrella templates only: subcharts "
+        + ", ".join(view.missing)
+        + " not downloaded (run `helm dependency build` with network)"
+    )
 
 
 # --- the checks ----------------------------------------------------------------
+
 
 def check_schemas(ctx: StageContext) -> tuple[list[ConfigError], str]:
     errors: list[ConfigError] = []
@@ -101,7 +114,9 @@ def check_schemas(ctx: StageContext) -> tuple[list[ConfigError], str]:
 def check_promises_(ctx: StageContext) -> tuple[list[ConfigError], str]:
     gateway = ctx.upstream.get("dask-gateway")
     errors = check_promises(
-        ctx.deployment, ctx.values, ctx.layers,
+        ctx.deployment,
+        ctx.values,
+        ctx.layers,
         image_file=ctx.paths.images / "notebook" / "image.yaml",
         gateway_app_version=gateway.app_version if gateway else None,
     )
@@ -117,11 +132,15 @@ def check_lint(ctx: StageContext) -> tuple[list[ConfigError], str]:
 def check_manifests(ctx: StageContext) -> tuple[list[ConfigError], str]:
     stream, view = render(ctx)
     ctx.manifests = helm.split_manifests(stream)
-    crd_files = sorted(ctx.paths.upstream_dirs(ctx.upstream_dir)[-1].glob("dask-gateway-*/crds/*.yaml"))
+    crd_files = sorted(
+        ctx.paths.upstream_dirs(ctx.upstream_dir)[-1].glob("dask-gateway-*/crds/*.yaml")
+    )
     crds = load_crds(crd_files)
     errors = validate_manifests(ctx.manifests, ctx.deployment.kubernetes_version, crds)
-    return errors, (f"{len(ctx.manifests)} objects, Kubernetes {ctx.deployment.kubernetes_version}; "
-                    + _subchart_note(view))
+    return errors, (
+        f"{len(ctx.manifests)} objects, Kubernetes {ctx.deployment.kubernetes_version}; "
+        + _subchart_note(view)
+    )
 
 
 CHECKS: list[tuple[str, Callable[[StageContext], tuple[list[ConfigError], str]]]] = [
@@ -132,9 +151,15 @@ CHECKS: list[tuple[str, Callable[[StageContext], tuple[list[ConfigError], str]]]
 ]
 
 
-def validate_stage(deployment: Deployment, stage: str, paths: Paths, *,
-                   upstream_dir: str | None = None, decrypt: Decryptor | None = None,
-                   on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
+def validate_stage(
+    deployment: Deployment,
+    stage: str,
+    paths: Paths,
+    *,
+    upstream_dir: str | None = None,
+    decrypt: Decryptor | None = None,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
     """Run every check for one stage; a failure in values stops the later checks."""
     ctx = StageContext(deployment, stage, paths, upstream_dir)
     results: list[CheckResult] = []
@@ -150,8 +175,9 @@ def validate_stage(deployment: Deployment, stage: str, paths: Paths, *,
     except ConfigError as exc:
         emit(CheckResult(ctx.target, "values", False, [str(exc)]))
         return results
-    emit(CheckResult(ctx.target, "values", True,
-                     note=" < ".join(layer.name for layer in ctx.layers)))
+    emit(
+        CheckResult(ctx.target, "values", True, note=" < ".join(layer.name for layer in ctx.layers))
+    )
     for name, check in CHECKS:
         try:
             errors, note = check(ctx)
@@ -177,9 +203,14 @@ def select_targets(selectors: list[str], paths: Paths) -> list[tuple[str, str | 
     return out
 
 
-def validate_all(selectors: list[str], paths: Paths, *, upstream_dir: str | None = None,
-                 decrypt: Decryptor | None = None,
-                 on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
+def validate_all(
+    selectors: list[str],
+    paths: Paths,
+    *,
+    upstream_dir: str | None = None,
+    decrypt: Decryptor | None = None,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
     results: list[CheckResult] = []
     for name, stage in select_targets(selectors, paths):
         try:
@@ -192,11 +223,21 @@ def validate_all(selectors: list[str], paths: Paths, *, upstream_dir: str | None
                 on_result(result)
             continue
         for st in stages:
-            ok = CheckResult(f"{name}/{st}", "deployment", True,
-                             note=str(Path(deployment.directory.name) / "deployment.yaml"))
+            ok = CheckResult(
+                f"{name}/{st}",
+                "deployment",
+                True,
+                note=str(Path(deployment.directory.name) / "deployment.yaml"),
+            )
             results.append(ok)
             if on_result:
                 on_result(ok)
-            results += validate_stage(deployment, st, paths, upstream_dir=upstream_dir,
-                                      decrypt=decrypt, on_result=on_result)
+            results += validate_stage(
+                deployment,
+                st,
+                paths,
+                upstream_dir=upstream_dir,
+                decrypt=decrypt,
+                on_result=on_result,
+            )
     return results

@@ -13,16 +13,23 @@ from pangeo_cloud.validate import StageContext, render
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("render", help="print the rendered manifests (or merged values)",
-                       description=__doc__ + " Generated secrets are pinned; secret values "
-                       "stay masked unless decrypted.")
+    p = sub.add_parser(
+        "render",
+        help="print the rendered manifests (or merged values)",
+        description=__doc__ + " Generated secrets are pinned; secret values "
+        "stay masked unless decrypted.",
+    )
     p.add_argument("deployment")
     p.add_argument("stage")
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--values", action="store_true",
-                      help="print the merged values passed to Helm instead of manifests")
-    what.add_argument("--layers", action="store_true",
-                      help="print the ordered list of values layers")
+    what.add_argument(
+        "--values",
+        action="store_true",
+        help="print the merged values passed to Helm instead of manifests",
+    )
+    what.add_argument(
+        "--layers", action="store_true", help="print the ordered list of values layers"
+    )
     p.set_defaults(func=run)
 
 
@@ -43,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
     ctx = StageContext(deployment, stage.name, paths, None, layers, values)
     stream, view = render(ctx)
     if not view.full:
-        print(f"# note: subcharts {', '.join(view.missing)} are not downloaded; only the "
-              "umbrella's own templates are rendered (run `helm dependency build`).",
-              file=sys.stderr)
+        print(
+            f"# note: subcharts {', '.join(view.missing)} are not downloaded; only the "
+            "umbrella's own templates are rendered (run `helm dependency build`).",
+            file=sys.stderr,
+        )
     sys.stdout.write(stream)
     return 0

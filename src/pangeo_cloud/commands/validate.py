@@ -11,14 +11,22 @@ from pangeo_cloud.validate import CheckResult, validate_all
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="check deployments before anything touches a cluster",
-                       description=__doc__)
-    p.add_argument("targets", nargs="*", metavar="DEPLOYMENT[/STAGE]",
-                   help="what to check (default: every deployment and stage)")
+    p = sub.add_parser(
+        "validate", help="check deployments before anything touches a cluster", description=__doc__
+    )
+    p.add_argument(
+        "targets",
+        nargs="*",
+        metavar="DEPLOYMENT[/STAGE]",
+        help="what to check (default: every deployment and stage)",
+    )
     p.add_argument("--format", choices=["text", "json"], default="text")
-    p.add_argument("--upstream-dir", default=None,
-                   help="directory with the upstream charts' values and schemas "
-                        "(default: the chart's charts/, $PANGEO_UPSTREAM_DIR, ../shared/upstream)")
+    p.add_argument(
+        "--upstream-dir",
+        default=None,
+        help="directory with the upstream charts' values and schemas "
+        "(default: the chart's charts/, $PANGEO_UPSTREAM_DIR, ../shared/upstream)",
+    )
     p.set_defaults(func=run)
 
 
@@ -33,16 +41,20 @@ def _print_text(result: CheckResult) -> None:
 def run(args: argparse.Namespace) -> int:
     paths = Paths.discover(args.root)
     text = args.format == "text"
-    results = validate_all(args.targets, paths, upstream_dir=args.upstream_dir,
-                           on_result=_print_text if text else None)
+    results = validate_all(
+        args.targets, paths, upstream_dir=args.upstream_dir, on_result=_print_text if text else None
+    )
     failed = [r for r in results if not r.ok]
     targets = sorted({r.target for r in results})
     if text:
         bad = sorted({r.target for r in failed})
-        print(f"\n{len(targets)} stage(s) checked, {len(results)} checks, "
-              f"{len(failed)} failed" + (f": {', '.join(bad)}" if bad else ""))
+        print(
+            f"\n{len(targets)} stage(s) checked, {len(results)} checks, "
+            f"{len(failed)} failed" + (f": {', '.join(bad)}" if bad else "")
+        )
     else:
-        json.dump({"ok": not failed, "results": [r.as_dict() for r in results]}, sys.stdout,
-                  indent=2)
+        json.dump(
+            {"ok": not failed, "results": [r.as_dict() for r in results]}, sys.stdout, indent=2
+        )
         print()
     return 1 if failed else 0

@@ -6,7 +6,7 @@ Data flows one way: files -> :mod:`model` (deployment.yaml) -> :mod:`layering`
 
 from pangeo_cloud.config.errors import ConfigError
 from pangeo_cloud.config.layering import Layer, merged_values, values_layers
-from pangeo_cloud.config.model import Deployment, Stage, load_deployment, list_deployments
+from pangeo_cloud.config.model import Deployment, Stage, list_deployments, load_deployment
 from pangeo_cloud.config.paths import Paths
 
 __all__ = [

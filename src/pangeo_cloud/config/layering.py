@@ -147,8 +147,10 @@ def origin(layers: list[Layer], key_path: KeyPath) -> tuple[Path | None, int | N
     for n in range(len(key_path), -1, -1):
         prefix = tuple(key_path[:n])
         for layer in reversed(layers):
-            if layer.document is not None and prefix in layer.document.lines and (
-                n > 0 or layer is layers[0]
+            if (
+                layer.document is not None
+                and prefix in layer.document.lines
+                and (n > 0 or layer is layers[0])
             ):
                 return layer.path, layer.document.lines[prefix]
     return None, None

@@ -44,15 +44,19 @@ def _name(doc: dict[str, Any]) -> str:
 def _supported_version(kube_version: str) -> str:
     wanted = f"{kube_version}.0"
     try:
-        kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap",
-                                      "metadata": {"name": "probe"}}, wanted, strict=True)
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe"}},
+            wanted,
+            strict=True,
+        )
         return wanted
     except kubernetes_validate.utils.VersionNotSupportedError:
         return kubernetes_validate.latest_version()
 
 
-def validate_manifests(docs: list[dict[str, Any]], kube_version: str,
-                       crds: dict[tuple[str, str, str], dict[str, Any]]) -> list[ConfigError]:
+def validate_manifests(
+    docs: list[dict[str, Any]], kube_version: str, crds: dict[tuple[str, str, str], dict[str, Any]]
+) -> list[ConfigError]:
     """Every schema violation in the rendered documents, named by kind/name."""
     version = _supported_version(kube_version)
     for doc in docs:
@@ -69,11 +73,20 @@ def validate_manifests(docs: list[dict[str, Any]], kube_version: str,
                 kubernetes_validate.validate(doc, version, strict=True)
         except (ValidationError, jsonschema.ValidationError) as exc:
             where = ".".join(str(p) for p in exc.path) if hasattr(exc, "path") else ""
-            errors.append(ConfigError(f"{exc.message}", key_path=f"{_name(doc)} {where}".strip(),
-                                      file="rendered manifests"))
+            errors.append(
+                ConfigError(
+                    f"{exc.message}",
+                    key_path=f"{_name(doc)} {where}".strip(),
+                    file="rendered manifests",
+                )
+            )
         except SchemaNotFoundError:
-            errors.append(ConfigError(
-                f"no schema for {api} {doc.get('kind')} in Kubernetes {version} "
-                "(unknown kind or API version removed)",
-                key_path=_name(doc), file="rendered manifests"))
+            errors.append(
+                ConfigError(
+                    f"no schema for {api} {doc.get('kind')} in Kubernetes {version} "
+                    "(unknown kind or API version removed)",
+                    key_path=_name(doc),
+                    file="rendered manifests",
+                )
+            )
     return errors

@@ -20,8 +20,16 @@ CLOUDS = ("gcp", "aws", "local")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^([0-9.]+)(Ki|Mi|Gi|Ti|K|M|G|T|k)?$")
 _UNITS = {
-    None: 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+    None: 1,
+    "k": 1e3,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
 }
 
 
@@ -110,8 +118,13 @@ class _Reader:
                 raise self.doc.error(path, f"missing required key {key!r}")
         return value
 
-    def string(self, value: Any, path: KeyPath, pattern: re.Pattern[str] | None = None,
-               choices: tuple[str, ...] | None = None) -> str:
+    def string(
+        self,
+        value: Any,
+        path: KeyPath,
+        pattern: re.Pattern[str] | None = None,
+        choices: tuple[str, ...] | None = None,
+    ) -> str:
         if not isinstance(value, str) or not value:
             raise self.doc.error(path, f"must be a non-empty string, got {value!r}")
         if choices and value not in choices:
@@ -148,13 +161,22 @@ class _Reader:
 
 _TOP = {"name": True, "cloud": True, "cluster": False, "nodePools": False, "stages": True}
 _CLUSTER = {
-    "name": False, "project": False, "region": False, "zone": False,
-    "kubernetesVersion": True, "account": False,
+    "name": False,
+    "project": False,
+    "region": False,
+    "zone": False,
+    "kubernetesVersion": True,
+    "account": False,
 }
 _POOL = {"name": True, "cpu": True, "memory": True, "labels": False}
 _STAGE = {
-    "release": True, "namespace": True, "domain": False, "valuesFiles": True,
-    "secretsFiles": False, "kubeContext": False, "requires": False,
+    "release": True,
+    "namespace": True,
+    "domain": False,
+    "valuesFiles": True,
+    "secretsFiles": False,
+    "kubeContext": False,
+    "requires": False,
 }
 
 
@@ -170,12 +192,14 @@ def _read_pools(r: _Reader, raw: Any) -> tuple[NodePool, ...]:
         labels = item.get("labels") or {}
         if not isinstance(labels, dict):
             raise r.doc.error((*p, "labels"), "must be a mapping of node label to value")
-        pools.append(NodePool(
-            name=r.string(item["name"], (*p, "name")),
-            cpu=r.number(item["cpu"], (*p, "cpu")),
-            memory=r.quantity(item["memory"], (*p, "memory")),
-            labels={str(k): str(v) for k, v in labels.items()},
-        ))
+        pools.append(
+            NodePool(
+                name=r.string(item["name"], (*p, "name")),
+                cpu=r.number(item["cpu"], (*p, "cpu")),
+                memory=r.quantity(item["memory"], (*p, "memory")),
+                labels={str(k): str(v) for k, v in labels.items()},
+            )
+        )
     return tuple(pools)
 
 
@@ -214,13 +238,16 @@ def parse_deployment(doc: Document) -> Deployment:
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise doc.error(("stages",), "must map at least one stage name to its settings")
     names = set(stages_raw)
-    stages = {
-        str(s): _read_stage(r, str(s), v, base, names) for s, v in stages_raw.items()
-    }
+    stages = {str(s): _read_stage(r, str(s), v, base, names) for s, v in stages_raw.items()}
     return Deployment(
-        name=name, cloud=cloud, directory=base, cluster=dict(cluster),
-        kubernetes_version=version, node_pools=_read_pools(r, raw.get("nodePools")),
-        stages=stages, source=doc,
+        name=name,
+        cloud=cloud,
+        directory=base,
+        cluster=dict(cluster),
+        kubernetes_version=version,
+        node_pools=_read_pools(r, raw.get("nodePools")),
+        stages=stages,
+        source=doc,
     )
 
 

@@ -37,6 +37,7 @@ class UpstreamChart:
 
 def _from_archive(archive: Path, name: str, version: str) -> UpstreamChart:
     with tarfile.open(archive) as tar:
+
         def read(member: str) -> str | None:
             try:
                 handle = tar.extractfile(f"{name}/{member}")
@@ -61,8 +62,9 @@ def _from_directory(directory: Path, name: str, version: str) -> UpstreamChart:
     return UpstreamChart(name, version, values, schema, str(directory), version)
 
 
-def find_upstream(name: str, version: str, paths: Paths,
-                  explicit: str | Path | None = None) -> UpstreamChart:
+def find_upstream(
+    name: str, version: str, paths: Paths, explicit: str | Path | None = None
+) -> UpstreamChart:
     """The upstream chart `name`-`version`, from the first place that has it."""
     tried = []
     for base in paths.upstream_dirs(explicit):
@@ -94,8 +96,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def schema_errors(values: Any, schema: dict[str, Any], prefix: tuple[str | int, ...],
-                  layers: list[Layer]) -> list[ConfigError]:
+def schema_errors(
+    values: Any, schema: dict[str, Any], prefix: tuple[str | int, ...], layers: list[Layer]
+) -> list[ConfigError]:
     """Every violation of `schema`, located in the file and line that set it."""
     validator_cls = jsonschema.validators.validator_for(schema)
     validator = validator_cls(schema)
@@ -107,20 +110,23 @@ def schema_errors(values: Any, schema: dict[str, Any], prefix: tuple[str | int, 
             if extra:
                 key_path = (*key_path, extra[0])
         file, line = origin(layers, key_path)
-        errors.append(ConfigError(_describe(error), file=file, line=line,
-                                  key_path=format_key_path(key_path)))
+        errors.append(
+            ConfigError(_describe(error), file=file, line=line, key_path=format_key_path(key_path))
+        )
     return errors
 
 
-def validate_subchart(values: dict[str, Any], upstream: UpstreamChart,
-                      layers: list[Layer]) -> list[ConfigError]:
+def validate_subchart(
+    values: dict[str, Any], upstream: UpstreamChart, layers: list[Layer]
+) -> list[ConfigError]:
     """Our values for one subchart, merged onto its defaults, against its schema."""
     merged = merge(upstream.values, values.get(upstream.name) or {})
     return schema_errors(merged, upstream.schema, (upstream.name,), layers)
 
 
-def validate_umbrella(values: dict[str, Any], paths: Paths,
-                      layers: list[Layer]) -> list[ConfigError]:
+def validate_umbrella(
+    values: dict[str, Any], paths: Paths, layers: list[Layer]
+) -> list[ConfigError]:
     """The merged values against the umbrella's own values.schema.json."""
     schema = json.loads((paths.chart / "values.schema.json").read_text())
     return schema_errors(values, schema, (), layers)

@@ -6,6 +6,7 @@ its 1-based line so that any later check can point the operator at the spot.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,20 +48,16 @@ def _plain(node: Any, path: KeyPath, lines: dict[KeyPath, int]) -> Any:
         out: dict[str, Any] = {}
         for key, value in node.items():
             child = (*path, str(key))
-            try:
+            with contextlib.suppress(KeyError, TypeError):
                 lines[child] = node.lc.key(key)[0] + 1
-            except (KeyError, TypeError):
-                pass
             out[str(key)] = _plain(value, child, lines)
         return out
     if isinstance(node, CommentedSeq):
         items = []
         for index, value in enumerate(node):
             child = (*path, index)
-            try:
+            with contextlib.suppress(KeyError, TypeError, IndexError):
                 lines[child] = node.lc.item(index)[0] + 1
-            except (KeyError, TypeError, IndexError):
-                pass
             items.append(_plain(value, child, lines))
         return items
     if hasattr(node, "__class__") and node.__class__.__module__.startswith("ruamel"):

@@ -88,20 +88,42 @@ def lint(chart: ChartView, values: dict[str, Any], kube_version: str) -> str:
     """`helm lint --strict` with the merged values; raises ToolError on failure."""
     with tempfile.TemporaryDirectory(prefix="pangeo-values-") as tmp:
         file = _values_file(Path(tmp), values)
-        result = run([find_tool("helm"), "lint", "--strict", str(chart.path), "-f", str(file),
-                      "--kube-version", f"{kube_version}.0"])
+        result = run(
+            [
+                find_tool("helm"),
+                "lint",
+                "--strict",
+                str(chart.path),
+                "-f",
+                str(file),
+                "--kube-version",
+                f"{kube_version}.0",
+            ]
+        )
     return result.stdout
 
 
-def template(chart: ChartView, values: dict[str, Any], *, release: str, namespace: str,
-             kube_version: str) -> str:
+def template(
+    chart: ChartView, values: dict[str, Any], *, release: str, namespace: str, kube_version: str
+) -> str:
     """`helm template` with the merged values: the manifests as one YAML stream."""
     with tempfile.TemporaryDirectory(prefix="pangeo-values-") as tmp:
         file = _values_file(Path(tmp), values)
-        result = run([
-            find_tool("helm"), "template", release, str(chart.path), "--namespace", namespace,
-            "-f", str(file), "--kube-version", f"{kube_version}.0", "--include-crds",
-        ])
+        result = run(
+            [
+                find_tool("helm"),
+                "template",
+                release,
+                str(chart.path),
+                "--namespace",
+                namespace,
+                "-f",
+                str(file),
+                "--kube-version",
+                f"{kube_version}.0",
+                "--include-crds",
+            ]
+        )
     return result.stdout
 
 

@@ -40,16 +40,24 @@ class Result:
     stderr: str
 
 
-def run(args: list[str], *, check: bool = True, input: str | None = None,
-        env: dict[str, str] | None = None, timeout: float | None = 600) -> Result:
+def run(
+    args: list[str],
+    *,
+    check: bool = True,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = 600,
+) -> Result:
     """Run a tool; with `check`, a failure raises ToolError with its last stderr line."""
     proc = subprocess.run(
         args, input=input, capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
     result = Result(list(args), proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
-        raise ToolError(f"{Path(args[0]).name} {args[1] if len(args) > 1 else ''} failed: "
-                        f"{last_line(proc.stderr or proc.stdout)}")
+        raise ToolError(
+            f"{Path(args[0]).name} {args[1] if len(args) > 1 else ''} failed: "
+            f"{last_line(proc.stderr or proc.stdout)}"
+        )
     return result
 
 

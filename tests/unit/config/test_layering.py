@@ -1,0 +1,129 @@
+"""Values layering: Helm's merge rules, the fixed order, sops masking."""
+
+from __future__ import annotations
+
+import pytest
+
+from pangeo_cloud.config import ConfigError, load_deployment, merged_values, values_layers
+from pangeo_cloud.config.layering import SOPS_MASK, merge, origin
+
+
+def test_maps_merge_lists_replace_null_deletes():
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 1, "c": {"keep": True}}
+    over = {"a": {"y": [3], "z": 2}, "b": None, "c": {}}
+    assert merge(base, over) == {"a": {"x": 1, "y": [3], "z": 2}, "c": {"keep": True}}
+    assert base["a"]["y"] == [1, 2], "inputs must not be modified"
+
+
+def test_scalar_replaces_map_and_back():
+    assert merge({"a": {"b": 1}}, {"a": "s"}) == {"a": "s"}
+    assert merge({"a": "s"}, {"a": {"b": 1}}) == {"a": {"b": 1}}
+
+
+def test_layer_order_is_chart_wiring_common_stage_generated(repo_paths):
+    deployment = load_deployment("gcp-us-central1-b", repo_paths)
+    names = [layer.name for layer in values_layers(deployment, "staging", paths=repo_paths)]
+    assert names[0] == "chart defaults"
+    assert names[1].startswith("generated: stage wiring")
+    assert names[2:4] == ["values: common.yaml", "values: staging.yaml"]
+    assert names[-1].startswith("generated: gateway hooks")
+
+
+def test_stage_overrides_common_and_lists_replace(repo_paths):
+    staging = merged_values("gcp-us-central1-b", "staging", paths=repo_paths)
+    prod = merged_values("gcp-us-central1-b", "prod", paths=repo_paths)
+    gh = ("jupyterhub", "hub", "config", "GitHubOAuthenticator")
+    teams_staging = staging[gh[0]][gh[1]][gh[2]][gh[3]]["allowed_organizations"]
+    teams_prod = prod[gh[0]][gh[1]][gh[2]][gh[3]]["allowed_organizations"]
+    # staging.yaml replaces the whole list from common.yaml
+    assert teams_staging == ["pangeo-data:operators", "pangeo-data:staging-testers"]
+    assert "pangeo-data:us-central1-b-gcp" in teams_prod
+    # chart defaults survive where nobody overrides them (maps merge)
+    assert prod["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]["scope"] == ["read:org"]
+
+
+def test_stage_wiring_derives_gateway_addresses(repo_paths):
+    values = merged_values("aws-us-west-2", "prod", paths=repo_paths)
+    env = values["jupyterhub"]["singleuser"]["extraEnv"]
+    assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://traefik-prod-dask-gateway.prod:80"
+    service = values["jupyterhub"]["hub"]["services"]["dask-gateway"]
+    assert service["url"] == "http://traefik-prod-dask-gateway"
+
+
+def test_gateway_hook_layer_embeds_the_gateway_sources(repo_paths):
+    values = merged_values("local", "dev", paths=repo_paths)
+    code = values["dask-gateway"]["gateway"]["extraConfig"]["50-pangeo-cloud"]
+    assert "pangeo_cloud.gateway.config" in code and "pangeo_cloud.bundle" in code
+    # deterministic: the same inputs give the same text
+    assert (
+        code
+        == merged_values("local", "dev", paths=repo_paths)["dask-gateway"]["gateway"][
+            "extraConfig"
+        ]["50-pangeo-cloud"]
+    )
+
+
+def test_origin_points_at_the_overriding_file(repo_paths):
+    deployment = load_deployment("gcp-us-central1-b", repo_paths)
+    layers = values_layers(deployment, "staging", paths=repo_paths)
+    file, line = origin(
+        layers, ("jupyterhub", "hub", "config", "GitHubOAuthenticator", "allowed_organizations")
+    )
+    assert file.name == "staging.yaml"
+    assert "allowed_organizations" in file.read_text().splitlines()[line - 1]
+
+
+def _add_secrets(repo_copy, edit_yaml, text: str):
+    deployment_file = repo_copy.deployments / "aws-us-west-2" / "deployment.yaml"
+    secrets = repo_copy.deployments / "aws-us-west-2" / "secrets"
+    secrets.mkdir(exist_ok=True)
+    (secrets / "qa.enc.yaml").write_text(text)
+    content = deployment_file.read_text()
+    if "secrets/qa.enc.yaml" not in content:
+        edit_yaml(
+            deployment_file,
+            "    valuesFiles: [values/common.yaml, values/prod.yaml]\n",
+            "    valuesFiles: [values/common.yaml, values/prod.yaml]\n"
+            "    secretsFiles: [secrets/qa.enc.yaml]\n",
+        )
+    return load_deployment("aws-us-west-2", repo_copy)
+
+
+def test_plaintext_secrets_file_is_refused(repo_copy, edit_yaml):
+    deployment = _add_secrets(
+        repo_copy,
+        edit_yaml,
+        "jupyterhub:\n  hub:\n    config:\n      GitHubOAuthenticator:\n"
+        "        client_secret: hunter2\n",
+    )
+    with pytest.raises(ConfigError, match="not sops-encrypted") as info:
+        values_layers(deployment, "prod", paths=repo_copy)
+    assert "qa.enc.yaml" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_encrypted_values_are_masked_without_a_key(repo_copy, edit_yaml):
+    deployment = _add_secrets(
+        repo_copy,
+        edit_yaml,
+        "jupyterhub:\n  hub:\n    config:\n      GitHubOAuthenticator:\n"
+        "        client_secret: ENC[AES256_GCM,data:abc,iv:def,tag:ghi,type:str]\n"
+        "sops:\n  version: 3.13.3\n  mac: ENC[AES256_GCM,data:x,type:str]\n",
+    )
+    values = merged_values(deployment, "prod", paths=repo_copy)
+    gh = values["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
+    assert gh["client_secret"] == SOPS_MASK
+    assert "sops" not in values
+
+
+def test_decryptor_output_is_layered(repo_copy, edit_yaml):
+    deployment = _add_secrets(repo_copy, edit_yaml, "a: ENC[x]\nsops: {version: 1}\n")
+    seen = []
+
+    def decrypt(path):
+        seen.append(path.name)
+        return "jupyterhub:\n  custom:\n    pangeo:\n      auth:\n        adminTeams: [o:t]\n"
+
+    values = merged_values(deployment, "prod", paths=repo_copy, decrypt=decrypt)
+    assert seen == ["qa.enc.yaml"]
+    assert values["jupyterhub"]["custom"]["pangeo"]["auth"]["adminTeams"] == ["o:t"]
