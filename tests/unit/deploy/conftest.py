@@ -1,0 +1,61 @@
+"""Fixtures for deploy tests: real sops with the test age keys, real helm, git repos."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from deploy_helpers import SECRET_REGEX, TEST_KEY, age_recipient
+
+from pangeo_cloud.deploy.tools import ToolError, find_tool
+
+
+@pytest.fixture(scope="session")
+def sops_bin() -> str:
+    try:
+        return find_tool("sops")
+    except ToolError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def sops_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sops_bin: str) -> dict[str, str]:
+    """An environment where sops finds only the test key (not a user's own keys)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY))
+    for name in ("SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD", "SOPS_AGE_SSH_PRIVATE_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    # The tool cache is found through $PANGEO_TOOLS_DIR, independent of $HOME.
+    monkeypatch.setenv("PANGEO_TOOLS_DIR", str(Path(sops_bin).parent))
+    return dict(os.environ)
+
+
+@pytest.fixture
+def encrypt(tmp_path: Path, sops_bin: str):
+    """Encrypt YAML text to the test key with the real sops; returns the file."""
+    config = tmp_path / "test.sops.yaml"
+    config.write_text(
+        "creation_rules:\n"
+        f"  - age: {age_recipient(TEST_KEY)}\n"
+        f"    encrypted_regex: '{SECRET_REGEX}'\n"
+    )
+
+    def _encrypt(text: str, dest: Path) -> Path:
+        plain = tmp_path / "plain-input.yaml"
+        plain.write_text(text)
+        result = subprocess.run(
+            [sops_bin, "--config", str(config), "encrypt", "--input-type", "yaml",
+             "--output-type", "yaml", str(plain)],
+            capture_output=True, text=True, check=True,
+        )
+        plain.unlink()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(result.stdout)
+        return dest
+
+    return _encrypt

@@ -1,0 +1,219 @@
+"""sops decryption with the real sops and the test age keys; plaintext cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from deploy_helpers import REPO_ROOT, TEST_KEY, WRONG_KEY, age_recipient
+
+from pangeo_cloud.config import ConfigError, Paths, load_deployment
+from pangeo_cloud.config.layering import SOPS_MASK, merge_all, values_layers
+from pangeo_cloud.deploy.sops import (
+    SopsDecryptor,
+    SopsError,
+    decrypted_files,
+    recipients,
+)
+from pangeo_cloud.deploy.tools import ToolError
+
+SECRETS = textwrap.dedent(
+    """\
+    jupyterhub:
+      hub:
+        config:
+          GitHubOAuthenticator:
+            client_id: REPLACE-ME-client-id
+            client_secret: REPLACE-ME-client-secret
+    """
+)
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path, encrypt, sops_env) -> Path:
+    return encrypt(SECRETS, tmp_path / "gcp" / "secrets" / "staging.enc.yaml")
+
+
+def test_encrypted_file_holds_no_plaintext(secret_file: Path) -> None:
+    text = secret_file.read_text()
+    assert "REPLACE-ME" not in text
+    assert "sops:" in text
+    assert recipients(secret_file) == [f"age:{age_recipient(TEST_KEY)}"]
+
+
+def test_decrypts_in_memory_with_the_test_key(secret_file: Path) -> None:
+    decrypt = SopsDecryptor()
+    data = yaml.safe_load(decrypt(secret_file))
+    oauth = data["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
+    assert oauth == {"client_id": "REPLACE-ME-client-id",
+                     "client_secret": "REPLACE-ME-client-secret"}
+    decrypt.clear()
+
+
+def _one_line(exc: BaseException) -> str:
+    message = str(exc)
+    assert "\n" not in message, message
+    return message
+
+
+def test_missing_key_is_one_clear_line(secret_file: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE")
+    with pytest.raises(SopsError) as info:
+        SopsDecryptor()(secret_file)
+    message = _one_line(info.value)
+    assert "no decryption key found" in message and "SOPS_AGE_KEY_FILE" in message
+
+
+def test_wrong_key_is_one_clear_line(secret_file: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(WRONG_KEY))
+    with pytest.raises(SopsError) as info:
+        SopsDecryptor()(secret_file)
+    message = _one_line(info.value)
+    assert "is not one of its recipients" in message
+    assert age_recipient(TEST_KEY) in message
+
+
+def test_key_file_that_does_not_exist(secret_file: Path, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "nope.txt"))
+    with pytest.raises(SopsError, match="does not exist"):
+        SopsDecryptor()(secret_file)
+
+
+def test_missing_sops_is_one_clear_line(secret_file: Path, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setenv("PANGEO_TOOLS_DIR", str(tmp_path / "empty-tools"))
+    with pytest.raises(ToolError) as info:
+        SopsDecryptor()(secret_file)
+    assert "`sops` not found" in _one_line(info.value)
+
+
+def test_unencrypted_file_is_refused_by_the_decryptor(tmp_path: Path, sops_env) -> None:
+    plain = tmp_path / "plain.enc.yaml"
+    plain.write_text(SECRETS)
+    with pytest.raises(SopsError, match="not sops-encrypted"):
+        SopsDecryptor()(plain)
+
+
+# --- plaintext on disk: 0600, removed on every exit path ------------------------
+
+
+def test_decrypted_files_are_private_and_removed_on_success(secret_file: Path) -> None:
+    with decrypted_files([secret_file]) as files:
+        (file,) = files
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(file.parent.stat().st_mode) == 0o700
+        assert "REPLACE-ME-client-secret" in file.read_text()
+        directory = file.parent
+    assert not directory.exists()
+
+
+def test_decrypted_files_are_removed_on_exception(secret_file: Path) -> None:
+    seen: list[Path] = []
+    with pytest.raises(RuntimeError, match="boom"), decrypted_files([secret_file]) as files:
+        seen.extend(files)
+        raise RuntimeError("boom")
+    assert seen and not seen[0].exists() and not seen[0].parent.exists()
+
+
+def test_failed_decryption_leaves_nothing(secret_file: Path, monkeypatch, tmp_path) -> None:
+    other = tmp_path / "other.enc.yaml"
+    other.write_text(SECRETS)  # not encrypted: fails after the first file was written
+    before = set(Path("/dev/shm").glob("pangeo-secrets-*")) | set(
+        Path(os.environ.get("TMPDIR", "/tmp")).glob("pangeo-secrets-*"))
+    with pytest.raises(SopsError), decrypted_files([secret_file, other]):
+        pass
+    after = set(Path("/dev/shm").glob("pangeo-secrets-*")) | set(
+        Path(os.environ.get("TMPDIR", "/tmp")).glob("pangeo-secrets-*"))
+    assert after <= before
+
+
+_CHILD = textwrap.dedent(
+    """\
+    import sys, time
+    from pathlib import Path
+    from pangeo_cloud.deploy.sops import decrypted_files
+    with decrypted_files([Path(sys.argv[1])]) as files:
+        print(files[0], flush=True)
+        time.sleep(120)
+    """
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_decrypted_files_are_removed_on_signal(secret_file: Path, signum: int) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(secret_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        assert line, proc.stderr.read()
+        file = Path(line)
+        assert file.is_file() and "REPLACE-ME-client-secret" in file.read_text()
+        proc.send_signal(signum)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert not file.exists() and not file.parent.exists()
+
+
+# --- the repository's secrets and `validate` -------------------------------------
+
+
+def test_repository_secrets_are_encrypted_and_not_for_test_keys() -> None:
+    files = sorted((REPO_ROOT / "deployments").glob("*/secrets/*"))
+    assert files, "no secrets files in deployments/*/secrets/"
+    test_recipients = {f"age:{age_recipient(TEST_KEY)}", f"age:{age_recipient(WRONG_KEY)}"}
+    for file in files:
+        assert file.name.endswith(".enc.yaml"), file
+        text = file.read_text()
+        assert "sops:" in text and "REPLACE-ME" not in text, file
+        assert recipients(file), file
+        assert not test_recipients & set(recipients(file)), f"{file} is encrypted to a test key"
+    sops_config = (REPO_ROOT / ".sops.yaml").read_text()
+    assert not any(r.split(":", 1)[1] in sops_config for r in test_recipients)
+
+
+def test_every_cloud_stage_has_encrypted_secrets(repo_paths: Paths) -> None:
+    for name in ("gcp-us-central1-b", "aws-us-west-2"):
+        deployment = load_deployment(name, repo_paths)
+        for stage in deployment.stages.values():
+            assert stage.secrets_files, f"{name}/{stage.name} has no secretsFiles"
+
+
+def test_without_keys_sops_values_are_masked(repo_paths: Paths) -> None:
+    deployment = load_deployment("gcp-us-central1-b", repo_paths)
+    values = merge_all(values_layers(deployment, "staging", paths=repo_paths))
+    oauth = values["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
+    assert oauth["client_secret"] == SOPS_MASK
+    assert "sops" not in values
+
+
+def test_unencrypted_secrets_file_is_refused_by_validate(repo_copy: Paths) -> None:
+    secrets = repo_copy.deployments / "gcp-us-central1-b" / "secrets" / "staging.enc.yaml"
+    secrets.write_text(SECRETS)
+    deployment = load_deployment("gcp-us-central1-b", repo_copy)
+    with pytest.raises(ConfigError, match="not sops-encrypted") as info:
+        values_layers(deployment, "staging", paths=repo_copy)
+    assert str(secrets) in str(info.value)
+    from pangeo_cloud.cli import main
+
+    assert main(["--root", str(repo_copy.root), "validate", "gcp-us-central1-b/staging"]) == 1
+
+
+def test_decrypted_layer_replaces_the_mask(repo_copy: Paths, encrypt, sops_env) -> None:
+    secrets = repo_copy.deployments / "gcp-us-central1-b" / "secrets" / "staging.enc.yaml"
+    encrypt(SECRETS, secrets)
+    deployment = load_deployment("gcp-us-central1-b", repo_copy)
+    values = merge_all(values_layers(deployment, "staging", paths=repo_copy,
+                                     decrypt=SopsDecryptor()))
+    oauth = values["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
+    assert oauth["client_secret"] == "REPLACE-ME-client-secret"
