@@ -82,14 +82,17 @@ def _explain(path: Path, stderr: str, env: dict[str, str]) -> str:
         return f"{path}: sops MAC mismatch: the file was changed without sops; re-encrypt it"
     if "did not match any of the recipients" in text or "incorrect identity" in text:
         where = f"SOPS_AGE_KEY_FILE={key_file}" if key_file else "the available age keys"
-        return (f"cannot decrypt {path}: the key in {where} is not one of its "
-                f"recipients ({who})")
+        return f"cannot decrypt {path}: the key in {where} is not one of its recipients ({who})"
     if "could not find default credentials" in text:
-        return (f"cannot decrypt {path}: no age key and no Google credentials for its KMS "
-                f"key ({who}); set SOPS_AGE_KEY_FILE or authenticate to GCP")
+        return (
+            f"cannot decrypt {path}: no age key and no Google credentials for its KMS "
+            f"key ({who}); set SOPS_AGE_KEY_FILE or authenticate to GCP"
+        )
     if "failed to load age identities" in text or "Did not find keys" in text:
-        return (f"cannot decrypt {path}: no decryption key found; set SOPS_AGE_KEY_FILE to "
-                f"an age key file or authenticate to the cloud KMS ({who})")
+        return (
+            f"cannot decrypt {path}: no decryption key found; set SOPS_AGE_KEY_FILE to "
+            f"an age key file or authenticate to the cloud KMS ({who})"
+        )
     if key_file and not Path(key_file).is_file():
         return f"cannot decrypt {path}: SOPS_AGE_KEY_FILE={key_file} does not exist"
     first = next((line.strip() for line in stderr.splitlines() if line.strip()), "no output")
@@ -123,9 +126,18 @@ class SopsDecryptor:
         if key_file and not Path(key_file).is_file():
             raise SopsError(f"cannot decrypt {path}: SOPS_AGE_KEY_FILE={key_file} does not exist")
         result = run(
-            [find_tool("sops"), "decrypt", "--input-type", "yaml", "--output-type", "yaml",
-             str(path)],
-            check=False, env=self.env, timeout=120,
+            [
+                find_tool("sops"),
+                "decrypt",
+                "--input-type",
+                "yaml",
+                "--output-type",
+                "yaml",
+                str(path),
+            ],
+            check=False,
+            env=self.env,
+            timeout=120,
         )
         if result.returncode != 0:
             raise SopsError(_explain(path, result.stderr, self.env))
@@ -191,10 +203,13 @@ def temp_name(source: Path) -> str:
 
 
 @contextmanager
-def decrypted_files(files: Iterable[Path], decrypt: SopsDecryptor | None = None
-                    ) -> Iterator[list[Path]]:
+def decrypted_files(
+    files: Iterable[Path], decrypt: SopsDecryptor | None = None
+) -> Iterator[list[Path]]:
     """Decrypt each file into a 0600 temp file; all are removed on every exit path."""
     decrypt = decrypt or SopsDecryptor()
     with plaintext_dir() as tmp:
-        yield [tmp.write(f"{index:02d}-{temp_name(Path(f))}", decrypt(Path(f)))
-               for index, f in enumerate(files)]
+        yield [
+            tmp.write(f"{index:02d}-{temp_name(Path(f))}", decrypt(Path(f)))
+            for index, f in enumerate(files)
+        ]

@@ -49,9 +49,20 @@ def encrypt(tmp_path: Path, sops_bin: str):
         plain = tmp_path / "plain-input.yaml"
         plain.write_text(text)
         result = subprocess.run(
-            [sops_bin, "--config", str(config), "encrypt", "--input-type", "yaml",
-             "--output-type", "yaml", str(plain)],
-            capture_output=True, text=True, check=True,
+            [
+                sops_bin,
+                "--config",
+                str(config),
+                "encrypt",
+                "--input-type",
+                "yaml",
+                "--output-type",
+                "yaml",
+                str(plain),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         plain.unlink()
         dest.parent.mkdir(parents=True, exist_ok=True)

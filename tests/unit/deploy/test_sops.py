@@ -52,8 +52,10 @@ def test_decrypts_in_memory_with_the_test_key(secret_file: Path) -> None:
     decrypt = SopsDecryptor()
     data = yaml.safe_load(decrypt(secret_file))
     oauth = data["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
-    assert oauth == {"client_id": "REPLACE-ME-client-id",
-                     "client_secret": "REPLACE-ME-client-secret"}
+    assert oauth == {
+        "client_id": "REPLACE-ME-client-id",
+        "client_secret": "REPLACE-ME-client-secret",
+    }
     decrypt.clear()
 
 
@@ -126,11 +128,13 @@ def test_failed_decryption_leaves_nothing(secret_file: Path, monkeypatch, tmp_pa
     other = tmp_path / "other.enc.yaml"
     other.write_text(SECRETS)  # not encrypted: fails after the first file was written
     before = set(Path("/dev/shm").glob("pangeo-secrets-*")) | set(
-        Path(os.environ.get("TMPDIR", "/tmp")).glob("pangeo-secrets-*"))
+        Path(os.environ.get("TMPDIR", "/tmp")).glob("pangeo-secrets-*")
+    )
     with pytest.raises(SopsError), decrypted_files([secret_file, other]):
         pass
     after = set(Path("/dev/shm").glob("pangeo-secrets-*")) | set(
-        Path(os.environ.get("TMPDIR", "/tmp")).glob("pangeo-secrets-*"))
+        Path(os.environ.get("TMPDIR", "/tmp")).glob("pangeo-secrets-*")
+    )
     assert after <= before
 
 
@@ -148,8 +152,12 @@ _CHILD = textwrap.dedent(
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_decrypted_files_are_removed_on_signal(secret_file: Path, signum: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(secret_file)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(secret_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline().strip()
         assert line, proc.stderr.read()
@@ -213,7 +221,8 @@ def test_decrypted_layer_replaces_the_mask(repo_copy: Paths, encrypt, sops_env) 
     secrets = repo_copy.deployments / "gcp-us-central1-b" / "secrets" / "staging.enc.yaml"
     encrypt(SECRETS, secrets)
     deployment = load_deployment("gcp-us-central1-b", repo_copy)
-    values = merge_all(values_layers(deployment, "staging", paths=repo_copy,
-                                     decrypt=SopsDecryptor()))
+    values = merge_all(
+        values_layers(deployment, "staging", paths=repo_copy, decrypt=SopsDecryptor())
+    )
     oauth = values["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
     assert oauth["client_secret"] == "REPLACE-ME-client-secret"
