@@ -63,7 +63,11 @@ def test_hub_code_configmap_ships_exactly_the_source(rendered):
 
 def test_shipped_modules_import_from_the_configmap_alone(rendered, tmp_path):
     # What the hub pod does: flat files in a directory, loaded by the bundle finder.
-    cm = next(d for d in helm.split_manifests(rendered) if d["kind"] == "ConfigMap")
+    cm = next(
+        d
+        for d in helm.split_manifests(rendered)
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pangeo-cloud-hub-code"
+    )
     for key, text in cm["data"].items():
         (tmp_path / key).write_text(text)
     bundle_file = str(tmp_path / "pangeo_cloud.bundle.py")
@@ -81,14 +85,17 @@ def test_shipped_modules_import_from_the_configmap_alone(rendered, tmp_path):
     assert out.split() == ["<pangeo-cloud-bundle>/pangeo_cloud/scratch.py", "gs://b/-41nn/"]
 
 
+def _named(docs: list[dict], kind: str, name: str) -> dict:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
 def test_user_service_account_carries_the_cloud_identity(rendered):
-    sa = next(d for d in helm.split_manifests(rendered) if d["kind"] == "ServiceAccount")
-    assert sa["metadata"]["name"] == "pangeo"
+    sa = _named(helm.split_manifests(rendered), "ServiceAccount", "pangeo")
     assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(
         "iam.gserviceaccount.com"
     )
     aws = run_cli("render", "aws-us-west-2", "staging", root=REPO)
-    sa = next(d for d in helm.split_manifests(aws.stdout) if d["kind"] == "ServiceAccount")
+    sa = _named(helm.split_manifests(aws.stdout), "ServiceAccount", "pangeo")
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
 
 
@@ -209,15 +216,20 @@ def _full_chart_or_skip() -> None:
 def test_full_chart_wires_hub_code_and_gateway(rendered):
     _full_chart_or_skip()
     docs = helm.split_manifests(rendered)
-    hub = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "hub")
+    hub = _named(docs, "Deployment", "hub")
     volumes = {v["name"]: v for v in hub["spec"]["template"]["spec"]["volumes"]}
     assert volumes["pangeo-cloud-hub-code"]["configMap"]["name"] == "pangeo-cloud-hub-code"
-    gw = next(
-        d
-        for d in docs
-        if d["kind"] == "Secret"
-        and "dask-gateway" in d["metadata"]["name"]
-        or d["kind"] == "ConfigMap"
-        and d["metadata"]["name"].endswith("dask-gateway")
+    mounts = {
+        m["mountPath"]: m for m in hub["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    }
+    entry = mounts["/usr/local/etc/jupyterhub/jupyterhub_config.d/50-pangeo-cloud.py"]
+    assert entry["subPath"] == "z2jh_entry.py"
+    config = _named(docs, "ConfigMap", "api-prod-dask-gateway")["data"]["dask_gateway_config.py"]
+    assert "from pangeo_cloud.gateway.config import configure" in config
+    user_policy = _named(docs, "NetworkPolicy", "singleuser")
+    assert any(
+        peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+        == "traefik"
+        for rule in user_policy["spec"]["egress"]
+        for peer in rule.get("to", [])
     )
-    assert "pangeo_cloud.gateway.config" in json.dumps(gw)
