@@ -70,3 +70,34 @@ def encrypt(tmp_path: Path, sops_bin: str):
         return dest
 
     return _encrypt
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def git_repo(repo_copy, monkeypatch: pytest.MonkeyPatch):
+    """`repo_copy` as a git repository with one commit; returns (paths, git)."""
+    root = repo_copy.root
+    for name, value in {
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@localhost",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@localhost",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    (root / "docs").mkdir()
+    (root / "docs" / "index.md").write_text("# docs\n")
+    _git(root, "init", "-q", "-b", "staging")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "initial")
+
+    def git(*args: str) -> str:
+        return _git(root, *args)
+
+    return repo_copy, git
