@@ -29,17 +29,27 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from tornado import web
+
 from pangeo_cloud.scratch import scratch_env
 
 _PINNED = "_pangeo_cloud_pinned_env"
 
 
-class SpawnPreparationError(RuntimeError):
-    """Preparing a server failed; the message is what the user reads."""
+class SpawnPreparationError(web.HTTPError):
+    """Preparing a server failed; the message is what the user reads.
+
+    An HTTPError so that the REST API answers with the message (JupyterHub's
+    API shows only the generic reason for other exceptions); the spawn page
+    shows ``jupyterhub_message``.
+    """
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
+        super().__init__(500, "%s", message)
         self.jupyterhub_message = message
+
+    def __str__(self) -> str:
+        return self.jupyterhub_message
 
 
 def pin_environment(spawner: Any, env: dict[str, str]) -> None:

@@ -15,7 +15,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO, hub_values
+from hub_unit_support import REPO, hub_values
 
 CHART_FILES = REPO / "helm-chart" / "pangeo-cloud" / "files"
 ENTRY = REPO / "src" / "pangeo_cloud" / "hub" / "z2jh_entry.py"

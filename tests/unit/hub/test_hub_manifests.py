@@ -9,7 +9,7 @@ server is contacted.
 from __future__ import annotations
 
 import pytest
-from conftest import build_config, hub_values, prepare_spawn
+from hub_unit_support import build_config, hub_values, prepare_spawn
 
 from pangeo_cloud.scratch import escape_username
 

@@ -6,7 +6,7 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-from conftest import build_config, fake_user, hub_values
+from hub_unit_support import build_config, fake_user, hub_values
 from traitlets.config import Config
 
 from pangeo_cloud.hub import auth, profiles, spawn
