@@ -1,0 +1,84 @@
+"""dask-gateway-server for `pangeo-cloud up`: a hub-managed service, local backend.
+
+JupyterHub starts ``python -m pangeo_cloud.local.gateway RUNTIME_FILE`` as the
+``dask-gateway`` service, passing ``JUPYTERHUB_API_TOKEN``,
+``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_SERVICE_NAME``, which the gateway's
+``JupyterHubAuthenticator`` reads. The policy (options handler, limits, idle
+timeout, the service access scope) is :func:`pangeo_cloud.gateway.config.configure`
+with ``backend="local"``: the same function the chart's generated extraConfig
+calls in the cluster. Only addresses and the scratch store's credentials are
+added here.
+
+Addresses: the gateway's proxy serves HTTP under ``/services/dask-gateway`` (the
+hub's proxy forwards ``<hub>/services/dask-gateway/`` to it, as
+``proxy-public`` forwards to traefik in the cluster) and the scheduler
+protocol (TLS, by SNI) on the same loopback port, which notebooks know as
+``DASK_GATEWAY__PROXY_ADDRESS``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+PREFIX = "/services/dask-gateway"
+
+
+def configure_local_gateway(c: Any, rt: dict[str, Any]) -> None:
+    """Configure ``c`` (a traitlets Config) for the runtime ``rt``."""
+    from pangeo_cloud.gateway.config import configure
+
+    data = Path(rt["data_dir"])
+    ports = rt["ports"]
+    store = rt["store"]
+    settings = rt["values"]["jupyterhub"]["custom"]["pangeo"]
+    # Schedulers and workers reach the scratch store as notebooks do; the
+    # options handler adds PANGEO_SCRATCH and the endpoint per user.
+    c.LocalClusterConfig.environment = {
+        "AWS_ACCESS_KEY_ID": store["access_key"],
+        "AWS_SECRET_ACCESS_KEY": store["secret_key"],
+        "PANGEO_LOCAL_RUN": rt["run_id"],
+    }
+    configure(c, settings, backend="local")
+    c.DaskGateway.address = f"127.0.0.1:{ports['gateway_api']}"
+    c.Proxy.address = f"127.0.0.1:{ports['gateway']}"
+    c.Proxy.tcp_address = f"127.0.0.1:{ports['gateway']}"
+    c.Proxy.prefix = PREFIX
+    c.UnsafeLocalBackend.clusters_directory = str(data / "gateway" / "clusters")
+    c.DaskGateway.log_level = rt.get("log_level", "INFO")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import json
+
+    from traitlets.config import Config
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.exit("usage: python -m pangeo_cloud.local.gateway RUNTIME_FILE")
+    with open(argv[0], encoding="utf-8") as f:
+        rt = json.load(f)
+    data = Path(rt["data_dir"])
+    (data / "gateway" / "clusters").mkdir(parents=True, exist_ok=True)
+    # Own log file: the hub's log stays readable.
+    log = os.open(data / "logs" / "gateway.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+
+    from dask_gateway_server.app import DaskGateway
+
+    c = Config()
+    try:
+        configure_local_gateway(c, rt)
+    except ValueError as exc:  # GatewaySettingsError names the key
+        print(f"FATAL: pangeo-cloud gateway configuration: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    # No config file: everything is in `c`.
+    DaskGateway.launch_instance(argv=["--DaskGateway.config_file=/nonexistent"], config=c)
+
+
+if __name__ == "__main__":
+    main()
