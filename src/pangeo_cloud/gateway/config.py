@@ -46,6 +46,15 @@ def configure(c: Any, settings: dict | None, backend: str) -> Policy:
     Returns the checked :class:`Policy`. Raises GatewaySettingsError (a
     ValueError naming the key path) for unusable settings, so that the gateway
     refuses to start rather than run without its limits.
+
+    Operator environment variables (``c.ClusterConfig.environment`` or the
+    backend's ``c.<Kube|Local>ClusterConfig.environment``, e.g. the chart's
+    ``gateway.backend.environment``) must be set *before* this call: the
+    handler's per-cluster ``environment`` replaces the configured one, so it
+    starts from what is configured here, then the user's mapping, then the
+    user's scratch variables. Callers on the local backend add only addresses
+    and the hub's API URL/token (or run the gateway as a hub-managed service,
+    which passes them in the environment).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

@@ -144,21 +144,19 @@ def test_token_without_access_scope_is_refused(federation):
 
 
 def test_idle_cluster_is_stopped_and_busy_cluster_is_not(federation):
-    timeout = 3
+    timeout = 4  # seconds, lowered by the user from the deployment's 600
     gateway = federation.gateway(federation.token(federation.user("ivan")))
-    with (
-        cluster_of(gateway, idle_timeout=timeout) as idle,
-        cluster_of(gateway, idle_timeout=timeout) as busy,
-    ):
-        busy.scale(1)
+    with cluster_of(gateway, idle_timeout=timeout) as busy:
+        # Submitted before any worker exists: an unrunnable task already counts
+        # as activity, so a slow worker start cannot make this cluster "idle".
         client = busy.get_client()
-        client.wait_for_workers(1, timeout=WAIT)
-        started = time.monotonic()
-        task = client.submit(time.sleep, 4 * timeout, pure=False)
-
-        wait_for_status(gateway, idle.name, "STOPPED", timeout=WAIT)
+        submitted = time.monotonic()
+        task = client.submit(time.sleep, 3 * timeout, pure=False)
+        busy.scale(1)
+        with cluster_of(gateway, idle_timeout=timeout) as idle:
+            wait_for_status(gateway, idle.name, "STOPPED", timeout=WAIT)
         # Let the busy cluster run well past its idle timeout.
-        time.sleep(max(0.0, started + 2.5 * timeout - time.monotonic()))
+        time.sleep(max(0.0, submitted + 2.5 * timeout - time.monotonic()))
         assert gateway.get_cluster(busy.name).status.name == "RUNNING"
         assert not task.done()
         task.result(timeout=WAIT)

@@ -134,6 +134,21 @@ async def test_environment_merged_and_scratch_wins():
     }
 
 
+async def test_local_operator_environment_is_kept():
+    # As `pangeo-cloud up` does: store credentials for every cluster.
+    c = Config()
+    c.LocalClusterConfig.environment = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    _, config = await start(backend_for("local", config=c), User("bob"), environment={"X": "1"})
+    assert config.environment == {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "X": "1",
+        "PANGEO_SCRATCH": "s3://pangeo-scratch/bob/",
+        "AWS_DEFAULT_REGION": "us-west-2",
+        "AWS_REGION": "us-west-2",
+    }
+
+
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
