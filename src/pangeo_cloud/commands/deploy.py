@@ -1,0 +1,71 @@
+"""`pangeo-cloud deploy DEPLOYMENT STAGE`: validate, decrypt, upgrade atomically."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pangeo_cloud.config import Paths, load_deployment
+from pangeo_cloud.deploy import release
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deploy",
+        help="deploy one stage of a deployment with helm (validated, atomic)",
+        description=__doc__ + " Steps: " + ", ".join(release.STEPS) + ". Everything "
+        "before `crds` is read-only; a failed upgrade is rolled back by helm (--atomic). "
+        "A stage with `requires:` accepts only a commit that passed the required stage.",
+    )
+    p.add_argument("deployment")
+    p.add_argument("stage")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every step, command and values file; no keys, no cluster",
+    )
+    p.add_argument("--format", choices=["text", "json"], default="text", help="output of --dry-run")
+    p.add_argument(
+        "--timeout",
+        default=release.DEFAULT_TIMEOUT,
+        help="helm --timeout for the upgrade (default: %(default)s)",
+    )
+    p.add_argument(
+        "--skip-dependency-build",
+        action="store_true",
+        help="use the subcharts already in the chart's charts/ directory",
+    )
+    p.add_argument(
+        "--upstream-dir",
+        default=None,
+        help="upstream charts' values and schemas for validation (as for validate)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = Paths.discover(args.root)
+    deployment = load_deployment(args.deployment, paths)
+    deployment.stage(args.stage)  # unknown stage: one line, before anything else
+    options = dict(
+        upstream_dir=args.upstream_dir,
+        timeout=args.timeout,
+        dependency_build=not args.skip_dependency_build,
+    )
+    if args.dry_run:
+        if args.format == "json":
+            plan = release.dry_run(
+                deployment, args.stage, paths, out=lambda line: None, checks=False, **options
+            )
+            json.dump(plan.as_dict(), sys.stdout, indent=2)
+            print()
+            return 0
+        release.dry_run(deployment, args.stage, paths, out=_print, **options)
+        return 0
+    release.deploy(deployment, args.stage, paths, out=_print, **options)
+    return 0
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)

@@ -1,0 +1,514 @@
+"""Deploying one stage: the plan of steps and commands, and running it.
+
+This module owns the deploy procedure of ``pangeo-cloud deploy DEPLOYMENT STAGE``.
+Its steps, in order; everything before ``crds`` is read-only, so a bad input
+stops the deploy before anything in the cluster changes:
+
+1. ``validate``: every check of ``pangeo-cloud validate`` for the stage;
+2. ``promotion``: a stage with ``requires:`` accepts only a commit that passed
+   the required stage (:mod:`pangeo_cloud.deploy.promotion`);
+3. ``tools``: helm, kubectl and (with secrets) sops are present;
+4. ``decrypt``: each secrets file is decrypted in memory with sops;
+5. ``cluster``: the stage's cluster answers (``$KUBECONFIG``, ``kubeContext``);
+6. ``dependencies``: ``helm dependency build`` fetches the pinned subcharts;
+7. ``crds``: the dask-gateway CRDs from the subchart archive are applied with
+   ``kubectl apply --server-side`` (Helm installs CRDs once and never upgrades them);
+8. ``upgrade``: ``helm upgrade --install --atomic --wait``; on failure helm rolls
+   the release back.
+
+The values files passed to helm follow the layer order of
+:mod:`pangeo_cloud.config.layering` exactly (after the chart's own values.yaml):
+the generated stage wiring, the stage's values files, its decrypted secrets
+files, then the generated gateway-hooks layer. Generated and decrypted layers
+are 0600 files in a private temporary directory removed on every exit path
+(:func:`pangeo_cloud.deploy.sops.plaintext_dir`). ``dry_run`` prints the whole
+plan without keys and without touching a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pangeo_cloud.config import ConfigError, Deployment, Paths
+from pangeo_cloud.config.layering import Layer, values_layers
+from pangeo_cloud.config.model import Stage
+from pangeo_cloud.deploy import cluster
+from pangeo_cloud.deploy.promotion import check_promotion
+from pangeo_cloud.deploy.sops import SopsDecryptor, plaintext_dir, temp_name
+from pangeo_cloud.deploy.tools import ToolError, find_tool, last_line
+
+DEFAULT_TIMEOUT = "10m"
+# How long to let helm finish (and roll back) after we are interrupted.
+INTERRUPT_GRACE = 300
+TMP = "<tmp>"  # the private temporary directory, in printed plans
+
+STEPS = ("validate", "promotion", "tools", "decrypt", "cluster", "dependencies", "crds", "upgrade")
+# What a failure at each step leaves behind in the cluster.
+AFTERMATH = {
+    "crds": "the release is unchanged; some CRDs may have been updated",
+    "upgrade": "helm --atomic rolled the release back to its previous revision "
+    "(or removed a failed first install)",
+}
+NOTHING_CHANGED = "nothing in the cluster was changed"
+
+
+class DeployError(ToolError):
+    """A deploy step failed; the message is one line naming the step."""
+
+    def __init__(self, target: str, step: str, detail: str) -> None:
+        self.step = step
+        aftermath = AFTERMATH.get(step, NOTHING_CHANGED)
+        super().__init__(f"deploy {target} failed at step '{step}': {detail}; {aftermath}")
+
+
+@dataclass
+class ValuesFile:
+    """One `-f` file of the upgrade, in order."""
+
+    label: str
+    kind: str  # "generated" | "values" | "secrets"
+    source: Path | None = None  # the repository file (secrets: the encrypted one)
+    path: Path | None = None  # what helm reads (None in a dry run for temp files)
+    data: dict[str, Any] | None = None  # generated layers only
+
+
+@dataclass
+class Step:
+    name: str
+    summary: str
+    command: list[str] | None = None
+
+
+@dataclass
+class DeployPlan:
+    """The steps and values files of one stage's deploy."""
+
+    deployment: Deployment
+    stage: Stage
+    paths: Paths
+    values: list[ValuesFile]
+    steps: list[Step] = field(default_factory=list)
+    tmp: Path | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{self.deployment.name}/{self.stage.name}"
+
+    def show(self, arg: str) -> str:
+        """An argument for people: repository paths relative, the temp dir as <tmp>."""
+        if self.tmp is not None and arg.startswith(str(self.tmp)):
+            arg = TMP + arg[len(str(self.tmp)) :]
+        root = str(self.paths.root) + os.sep
+        if arg.startswith(root):
+            arg = arg[len(root) :]
+        return arg
+
+    def show_command(self, command: list[str]) -> str:
+        return shlex.join([Path(command[0]).name, *(self.show(a) for a in command[1:])])
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+    def format(self) -> str:
+        st = self.stage
+        lines = [
+            f"Deploy plan for {self.target}: release {st.release}, namespace {st.namespace}, "
+            f"kube context {st.kube_context or '(current)'}",
+            "",
+            "Steps:",
+        ]
+        for index, step in enumerate(self.steps, 1):
+            lines.append(f"  {index}. {step.name:<12} {step.summary}")
+            if step.command:
+                lines.append(f"     $ {self.show_command(step.command)}")
+        lines += ["", "Values files, lowest first (after the chart's own values.yaml):"]
+        for index, vf in enumerate(self.values, 1):
+            where = self.show(str(vf.path)) if vf.path else f"{TMP}/{self._temp_name(vf)}"
+            origin = (
+                f" (decrypted from {self.show(str(vf.source))})" if vf.kind == "secrets" else ""
+            )
+            lines.append(f"  {index}. {where}  [{vf.label}]{origin}")
+        lines.append(
+            f"\n{TMP}: a private (0700) temporary directory, removed when the "
+            "deploy ends; decrypted files in it are 0600."
+        )
+        return "\n".join(lines)
+
+    def _temp_name(self, vf: ValuesFile) -> str:
+        index = self.values.index(vf)
+        if vf.kind == "secrets" and vf.source is not None:
+            return f"{index:02d}-{temp_name(vf.source)}"
+        words = vf.label.split(":", 1)[-1].split("(")[0].split()
+        slug = "-".join(words).replace("/", "-") or "layer"
+        return f"{index:02d}-generated-{slug}.yaml"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "release": self.stage.release,
+            "namespace": self.stage.namespace,
+            "steps": [
+                {
+                    "name": s.name,
+                    "summary": s.summary,
+                    "command": [self.show(a) for a in s.command] if s.command else None,
+                }
+                for s in self.steps
+            ],
+            "values": [
+                {
+                    "label": v.label,
+                    "kind": v.kind,
+                    "file": self.show(str(v.path)) if v.path else f"{TMP}/{self._temp_name(v)}",
+                    "source": self.show(str(v.source)) if v.source else None,
+                }
+                for v in self.values
+            ],
+        }
+
+
+def _values_files(layers: list[Layer], stage: Stage) -> list[ValuesFile]:
+    """The layers after the chart's values.yaml, as helm -f files (see module docs)."""
+    secrets = {Path(f).resolve() for f in stage.secrets_files}
+    out = []
+    for layer in layers[1:]:
+        if layer.path is None:
+            out.append(ValuesFile(layer.name, "generated", data=layer.data))
+        elif layer.path.resolve() in secrets:
+            out.append(ValuesFile(layer.name, "secrets", source=layer.path))
+        else:
+            out.append(ValuesFile(layer.name, "values", source=layer.path, path=layer.path))
+    return out
+
+
+def subchart_archive(paths: Paths, name: str = "dask-gateway") -> Path:
+    """charts/<name>-<version>.tgz as `helm dependency build` writes it."""
+    meta = yaml.safe_load((paths.chart / "Chart.yaml").read_text())
+    for dep in meta.get("dependencies") or []:
+        if dep["name"] == name:
+            return paths.chart / "charts" / f"{name}-{dep['version']}.tgz"
+    raise ToolError(f"{paths.chart / 'Chart.yaml'} has no dependency {name!r}")
+
+
+def extract_crds(archive: Path, dest: Path) -> Path:
+    """Unpack <chart>/crds/*.yaml of a chart archive into `dest`; returns the directory."""
+    if not archive.is_file():
+        raise ToolError(f"{archive} not found; `helm dependency build` should have made it")
+    dest.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if (
+                member.isfile()
+                and len(parts) == 3
+                and parts[1] == "crds"
+                and parts[2].endswith((".yaml", ".yml"))
+            ):
+                source = tar.extractfile(member)
+                assert source is not None
+                (dest / parts[2]).write_bytes(source.read())
+                count += 1
+    if not count:
+        raise ToolError(f"{archive} holds no crds/*.yaml")
+    return dest
+
+
+def build_plan(
+    deployment: Deployment,
+    stage: Stage,
+    paths: Paths,
+    layers: list[Layer],
+    *,
+    tmp: Path | None = None,
+    timeout: str = DEFAULT_TIMEOUT,
+    dependency_build: bool = True,
+) -> DeployPlan:
+    """The plan; with `tmp` None, temp files are placeholders (a dry run)."""
+    plan = DeployPlan(deployment, stage, paths, _values_files(layers, stage), tmp=tmp)
+    base = tmp or Path(TMP)
+    for vf in plan.values:
+        if vf.kind != "values" and tmp is not None:
+            vf.path = tmp / plan._temp_name(vf)
+    files = [str(vf.path or base / plan._temp_name(vf)) for vf in plan.values]
+
+    def tool(name: str) -> str:
+        try:
+            return find_tool(name)
+        except ToolError:
+            return name  # a dry run needs no tools; the `tools` step reports them
+
+    helm, kubectl = tool("helm"), tool("kubectl")
+    chart = str(paths.chart)
+    archive = subchart_archive(paths)
+    crds = base / "crds"
+    needed = ["helm", "kubectl"] + (["sops"] if stage.secrets_files else [])
+    plan.steps = [
+        Step("validate", f"every check of `pangeo-cloud validate {plan.target}`"),
+        Step(
+            "promotion",
+            f"the commit passed {stage.requires}"
+            if stage.requires
+            else "no `requires:` for this stage",
+        ),
+        Step("tools", ", ".join(needed) + " present"),
+        Step(
+            "decrypt",
+            f"sops decrypts {len(stage.secrets_files)} secrets file(s) in memory"
+            if stage.secrets_files
+            else "no secrets files",
+        ),
+        Step(
+            "cluster",
+            "the cluster answers (read-only)",
+            [
+                kubectl,
+                "version",
+                "--output=json",
+                *cluster.kubectl_context_args(stage.kube_context),
+            ],
+        ),
+        Step(
+            "dependencies",
+            "fetch the pinned subcharts into charts/",
+            [helm, "dependency", "build", chart] if dependency_build else None,
+        ),
+        Step(
+            "crds",
+            f"apply the dask-gateway CRDs from {plan.show(str(archive))}",
+            [
+                kubectl,
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=pangeo-cloud",
+                *cluster.kubectl_context_args(stage.kube_context),
+                "-f",
+                f"{crds}/",
+            ],
+        ),
+        Step(
+            "upgrade",
+            "install or upgrade the release; roll back on failure",
+            [
+                helm,
+                "upgrade",
+                "--install",
+                stage.release,
+                chart,
+                "--namespace",
+                stage.namespace,
+                "--create-namespace",
+                *[arg for file in files for arg in ("-f", file)],
+                "--atomic",
+                "--wait",
+                "--timeout",
+                timeout,
+                *cluster.helm_context_args(stage.kube_context),
+            ],
+        ),
+    ]
+    if not dependency_build:
+        plan.step("dependencies").summary = "skipped: use the subcharts already in charts/"
+    return plan
+
+
+def run_forwarding_signals(args: list[str], timeout: float | None = None) -> tuple[int, str]:
+    """Run a long command; if we are interrupted, pass the signal on and let it finish.
+
+    helm reacts to SIGINT/SIGTERM by cancelling, and with --atomic it then rolls
+    back; killing it outright would leave the release half-upgraded.
+    """
+    with tempfile.TemporaryFile(mode="w+") as output:
+        proc = subprocess.Popen(
+            args, stdout=output, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(INTERRUPT_GRACE)
+            raise
+        except KeyboardInterrupt as exc:
+            proc.send_signal(signal.SIGTERM if "SIGTERM" in str(exc) else signal.SIGINT)
+            try:
+                proc.wait(INTERRUPT_GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+        output.seek(0)
+        return code, output.read()
+
+
+Printer = Callable[[str], None]
+
+
+def _check_validate(plan: DeployPlan, upstream_dir: str | None) -> None:
+    from pangeo_cloud.validate import validate_stage
+
+    results = validate_stage(
+        plan.deployment, plan.stage.name, plan.paths, upstream_dir=upstream_dir
+    )
+    failed = [r for r in results if not r.ok]
+    if failed:
+        first = failed[0]
+        detail = f"{first.check}: {first.errors[0] if first.errors else 'failed'}"
+        more = f" (+{len(failed) - 1} more failed checks)" if len(failed) > 1 else ""
+        raise DeployError(plan.target, "validate", detail + more)
+
+
+def dry_run(
+    deployment: Deployment,
+    stage_name: str,
+    paths: Paths,
+    *,
+    out: Printer = print,
+    upstream_dir: str | None = None,
+    timeout: str = DEFAULT_TIMEOUT,
+    dependency_build: bool = True,
+    checks: bool = True,
+) -> DeployPlan:
+    """Print the plan, then run the checks that need neither keys nor a cluster."""
+    stage = deployment.stage(stage_name)
+    layers = values_layers(deployment, stage, paths=paths)
+    plan = build_plan(
+        deployment, stage, paths, layers, timeout=timeout, dependency_build=dependency_build
+    )
+    out(plan.format())
+    if checks:
+        out("")
+        _check_validate(plan, upstream_dir)
+        out("check validate: ok")
+        try:
+            record = check_promotion(deployment, stage.name, paths)
+        except ToolError as exc:
+            raise DeployError(plan.target, "promotion", str(exc)) from None
+        out(f"check promotion: {'ok, ' + record.describe() if record else 'no rule'}")
+    out("dry run: nothing was decrypted and no cluster was contacted")
+    return plan
+
+
+def deploy(
+    deployment: Deployment,
+    stage_name: str,
+    paths: Paths,
+    *,
+    out: Printer = print,
+    upstream_dir: str | None = None,
+    timeout: str = DEFAULT_TIMEOUT,
+    dependency_build: bool = True,
+    decryptor: SopsDecryptor | None = None,
+) -> DeployPlan:
+    """Run every step (see the module docstring); raise DeployError naming the step."""
+    stage = deployment.stage(stage_name)
+    target = f"{deployment.name}/{stage.name}"
+    total = len(STEPS)
+    counter = iter(range(1, total + 1))
+    plan: DeployPlan | None = None
+
+    def begin(name: str, summary: str) -> float:
+        out(f"[{next(counter)}/{total}] {name}: {summary}")
+        return time.monotonic()
+
+    def done(t0: float, note: str = "") -> None:
+        out(f"      ok ({time.monotonic() - t0:.1f}s){': ' + note if note else ''}")
+
+    # 1. validate (masked secrets, as in CI)
+    masked = values_layers(deployment, stage, paths=paths)
+    preview = build_plan(deployment, stage, paths, masked, dependency_build=dependency_build)
+    t0 = begin("validate", preview.step("validate").summary)
+    _check_validate(preview, upstream_dir)
+    done(t0)
+    # 2. promotion
+    t0 = begin("promotion", preview.step("promotion").summary)
+    try:
+        record = check_promotion(deployment, stage.name, paths)
+    except ToolError as exc:
+        raise DeployError(target, "promotion", str(exc)) from None
+    done(t0, record.describe() if record else "")
+    # 3. tools
+    t0 = begin("tools", preview.step("tools").summary)
+    try:
+        for name in ("helm", "kubectl", *(["sops"] if stage.secrets_files else [])):
+            find_tool(name)
+    except ToolError as exc:
+        raise DeployError(target, "tools", str(exc)) from None
+    done(t0)
+    # 4. decrypt (in memory)
+    t0 = begin("decrypt", preview.step("decrypt").summary)
+    decryptor = decryptor or SopsDecryptor()
+    try:
+        layers = values_layers(deployment, stage, paths=paths, decrypt=decryptor)
+    except (ToolError, ConfigError) as exc:
+        raise DeployError(target, "decrypt", str(exc)) from None
+    done(t0)
+    # 5. cluster (read-only)
+    t0 = begin("cluster", preview.step("cluster").summary)
+    try:
+        cluster.check_with_kubectl(stage.kube_context)
+    except ToolError as exc:
+        raise DeployError(target, "cluster", str(exc)) from None
+    done(t0)
+    try:
+        with plaintext_dir("pangeo-deploy-") as tmp:
+            plan = build_plan(
+                deployment,
+                stage,
+                paths,
+                layers,
+                tmp=tmp.path,
+                timeout=timeout,
+                dependency_build=dependency_build,
+            )
+            for vf in plan.values:
+                if vf.kind == "generated":
+                    tmp.write(vf.path.name, yaml.safe_dump(vf.data, sort_keys=False))
+                elif vf.kind == "secrets":
+                    tmp.write(vf.path.name, decryptor(vf.source))
+            _run_cluster_steps(plan, begin, done)
+    finally:
+        decryptor.clear()
+    out(f"deployed {target}: release {stage.release} in namespace {stage.namespace}")
+    return plan
+
+
+def _run_cluster_steps(plan: DeployPlan, begin, done) -> None:
+    # 6. dependencies
+    step = plan.step("dependencies")
+    t0 = begin(step.name, step.summary)
+    if step.command:
+        code, output = run_forwarding_signals(step.command, timeout=600)
+        if code != 0:
+            raise DeployError(plan.target, step.name, last_line(output))
+    done(t0)
+    # 7. crds
+    step = plan.step("crds")
+    t0 = begin(step.name, step.summary)
+    try:
+        extract_crds(subchart_archive(plan.paths), Path(step.command[-1]))
+    except (ToolError, tarfile.TarError) as exc:
+        raise DeployError(plan.target, step.name, str(exc)) from None
+    code, output = run_forwarding_signals(step.command, timeout=300)
+    if code != 0:
+        raise DeployError(plan.target, step.name, last_line(output))
+    done(t0)
+    # 8. upgrade
+    step = plan.step("upgrade")
+    t0 = begin(step.name, step.summary)
+    code, output = run_forwarding_signals(step.command)
+    if code != 0:
+        raise DeployError(plan.target, step.name, last_line(output))
+    done(t0)
