@@ -134,12 +134,12 @@ def configure_auth(c: Any, get_config: Callable[..., Any], auth: dict[str, Any])
         )
 
     # Groups come from teams; managing them is what makes admin_groups and
-    # group-restricted profiles work, so it is not optional here.
-    c.Authenticator.manage_groups = True
+    # group-restricted profiles work, so it is not optional with GitHub login.
+    # Only the GitHub section is touched: another authenticator (the local
+    # runtime's shared password) keeps its own group and auth_state settings.
     c.GitHubOAuthenticator.manage_groups = True
     c.GitHubOAuthenticator.populate_teams_in_auth_state = True
     c.GitHubOAuthenticator.enable_auth_state = True
-    c.Authenticator.enable_auth_state = True
     scope = list(_configured(c.GitHubOAuthenticator, "scope", None) or github.get("scope") or [])
     if "read:org" not in scope:
         # Without it GitHub hides private team membership and /user/teams.

@@ -47,7 +47,7 @@ def test_configure_auth_uses_upstream_mechanisms():
     assert gh.admin_groups == {"pangeo-data:operators"}
     assert gh.allowed_organizations == ["pangeo-data:users"]
     assert gh.populate_teams_in_auth_state is True
-    assert c.Authenticator.manage_groups is True
+    assert gh.manage_groups is True and gh.enable_auth_state is True
     assert "read:org" in gh.scope
     state = {"teams": [team("pangeo-data", "users"), team("elsewhere", "x")]}
     assert gh.auth_state_groups_key(state) == ["pangeo-data:users"]
@@ -72,6 +72,14 @@ async def test_real_authenticator_accepts_our_config():
         {"admin": None, "auth_state": {"teams": [team("o", "users")]}}
     )
     assert model["admin"] is False
+
+
+def test_configure_leaves_other_authenticators_alone():
+    values = hub_values()
+    values["hub"]["config"].pop("Authenticator")
+    c = build_config(values)
+    assert "manage_groups" not in c.Authenticator
+    assert "enable_auth_state" not in c.Authenticator
 
 
 def test_bad_admin_team_is_refused():
