@@ -203,24 +203,30 @@ def subchart_archive(paths: Paths, name: str = "dask-gateway") -> Path:
 
 
 def extract_crds(archive: Path, dest: Path) -> Path:
-    """Unpack <chart>/crds/*.yaml of a chart archive into `dest`; returns the directory."""
-    if not archive.is_file():
-        raise ToolError(f"{archive} not found; `helm dependency build` should have made it")
+    """Copy <chart>/crds/*.yaml of a chart archive (or its unpacked directory) to `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
     count = 0
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            parts = Path(member.name).parts
-            if (
-                member.isfile()
-                and len(parts) == 3
-                and parts[1] == "crds"
-                and parts[2].endswith((".yaml", ".yml"))
-            ):
-                source = tar.extractfile(member)
-                assert source is not None
-                (dest / parts[2]).write_bytes(source.read())
-                count += 1
+    unpacked = archive.parent / archive.name.rsplit("-", 1)[0] / "crds"
+    if archive.is_file():
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                parts = Path(member.name).parts
+                if (
+                    member.isfile()
+                    and len(parts) == 3
+                    and parts[1] == "crds"
+                    and parts[2].endswith((".yaml", ".yml"))
+                ):
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    (dest / parts[2]).write_bytes(source.read())
+                    count += 1
+    elif unpacked.is_dir():
+        for crd in sorted(unpacked.glob("*.y*ml")):
+            (dest / crd.name).write_bytes(crd.read_bytes())
+            count += 1
+    else:
+        raise ToolError(f"{archive} not found; `helm dependency build` should have made it")
     if not count:
         raise ToolError(f"{archive} holds no crds/*.yaml")
     return dest
