@@ -159,8 +159,9 @@ def validate_stage(
     upstream_dir: str | None = None,
     decrypt: Decryptor | None = None,
     on_result: Callable[[CheckResult], None] | None = None,
+    only: set[str] | None = None,
 ) -> list[CheckResult]:
-    """Run every check for one stage; a failure in values stops the later checks."""
+    """Run every check (or those in `only`) for one stage; bad values stop the rest."""
     ctx = StageContext(deployment, stage, paths, upstream_dir)
     results: list[CheckResult] = []
 
@@ -179,6 +180,8 @@ def validate_stage(
         CheckResult(ctx.target, "values", True, note=" < ".join(layer.name for layer in ctx.layers))
     )
     for name, check in CHECKS:
+        if only is not None and name not in only:
+            continue
         try:
             errors, note = check(ctx)
         except (ConfigError, ToolError) as exc:
@@ -210,6 +213,7 @@ def validate_all(
     upstream_dir: str | None = None,
     decrypt: Decryptor | None = None,
     on_result: Callable[[CheckResult], None] | None = None,
+    only: set[str] | None = None,
 ) -> list[CheckResult]:
     results: list[CheckResult] = []
     for name, stage in select_targets(selectors, paths):
@@ -239,5 +243,6 @@ def validate_all(
                 upstream_dir=upstream_dir,
                 decrypt=decrypt,
                 on_result=on_result,
+                only=only,
             )
     return results

@@ -151,6 +151,13 @@ class _Checker:
             GATEWAY_SCOPE in (r.get("scopes") or []) for r in roles.values() if isinstance(r, dict)
         ):
             self.fail(("jupyterhub", "hub", "loadRoles"), f"no role grants users {GATEWAY_SCOPE}")
+        token_scopes = self.get("jupyterhub", "hub", "config", "Spawner", "server_token_scopes")
+        if not isinstance(token_scopes, list) or GATEWAY_SCOPE not in token_scopes:
+            self.fail(
+                ("jupyterhub", "hub", "config", "Spawner", "server_token_scopes"),
+                f"user servers' tokens must carry {GATEWAY_SCOPE}, else GatewayCluster() "
+                "is refused",
+            )
         env = self.get("jupyterhub", "singleuser", "extraEnv", default={}) or {}
         for name in GATEWAY_ENV:
             if not env.get(name):

@@ -78,13 +78,11 @@ def _add_secrets(repo_copy, edit_yaml, text: str):
     secrets = repo_copy.deployments / "aws-us-west-2" / "secrets"
     secrets.mkdir(exist_ok=True)
     (secrets / "qa.enc.yaml").write_text(text)
-    content = deployment_file.read_text()
-    if "secrets/qa.enc.yaml" not in content:
+    if "secrets/qa.enc.yaml" not in deployment_file.read_text():
         edit_yaml(
             deployment_file,
-            "    valuesFiles: [values/common.yaml, values/prod.yaml]\n",
-            "    valuesFiles: [values/common.yaml, values/prod.yaml]\n"
-            "    secretsFiles: [secrets/qa.enc.yaml]\n",
+            "secretsFiles: [secrets/prod.enc.yaml]",
+            "secretsFiles: [secrets/qa.enc.yaml]",
         )
     return load_deployment("aws-us-west-2", repo_copy)
 
