@@ -1,0 +1,39 @@
+"""`pangeo-cloud health` against `pangeo-cloud up` (the local runtime), end to end.
+
+Runs when `pangeo-cloud up` exists and registers an admin service for the check:
+its data directory's secrets.json must hold `health_check_token`, the token of a
+hub service with the scopes of `hub.loadRoles.health-check` (admin:users,
+admin:servers, tokens, access:servers). Otherwise it skips, saying which part is
+missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from pangeo_cloud.deploy.health import HealthOptions, run_health
+
+pytestmark = pytest.mark.integration
+
+
+def test_health_against_pangeo_cloud_up(tmp_path) -> None:
+    if importlib.util.find_spec("pangeo_cloud.local.harness") is None:
+        pytest.skip("pangeo_cloud.local.harness (pangeo-cloud up) does not exist yet")
+    from pangeo_cloud.local.harness import UpProcess
+
+    up = UpProcess(tmp_path / "up").start()
+    try:
+        token = up.secrets.get("health_check_token")
+        if not token:
+            pytest.skip(
+                "pangeo-cloud up registers no health-check admin service: its "
+                "secrets.json has no `health_check_token` (see this module's docstring)"
+            )
+        done = run_health(
+            HealthOptions(up.url, token, start_timeout=240, exec_timeout=300), out=print
+        )
+        assert [line.split()[1] for line in done][-2:] == ["scratch", "dask-gateway"]
+    finally:
+        up.stop(check=False)

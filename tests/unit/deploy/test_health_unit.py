@@ -1,0 +1,48 @@
+"""`pangeo-cloud health` failures that need no hub: one line naming the step."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pangeo_cloud.deploy.health import HealthError, HealthOptions, Retry, run_health
+
+
+def test_unreachable_hub_retries_then_names_the_step() -> None:
+    t0 = time.monotonic()
+    with pytest.raises(HealthError) as info:
+        run_health(
+            HealthOptions("http://127.0.0.1:1/", "token", retry=Retry(attempts=3, base_delay=0.1)),
+            out=lambda _: None,
+        )
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("health check failed at step 'hub'")
+    assert "127.0.0.1:1" in message
+    assert time.monotonic() - t0 >= 0.3  # 0.1 + 0.2 s of backoff
+
+
+def test_cli_without_token_or_domain(repo_paths, capsys, monkeypatch) -> None:
+    import pangeo_cloud.cli as cli
+
+    monkeypatch.setattr(
+        cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "pangeo_cloud.commands.health"]
+    )
+    monkeypatch.delenv("PANGEO_HEALTH_TOKEN", raising=False)
+    assert cli.main(["--root", str(repo_paths.root), "health", "local", "dev"]) == 1
+    assert "has no `domain`; pass --hub-url" in capsys.readouterr().err
+    assert (
+        cli.main(
+            [
+                "--root",
+                str(repo_paths.root),
+                "health",
+                "local",
+                "dev",
+                "--hub-url",
+                "http://127.0.0.1:1/",
+            ]
+        )
+        == 1
+    )
+    assert "no hub token" in capsys.readouterr().err
