@@ -86,6 +86,9 @@ def find_proxy() -> str:
 
 def check_port(port: int, option: str = "--port") -> None:
     with socket.socket() as sock:
+        # As the proxy binds: connections closing on the port (TIME_WAIT) do
+        # not block it, a listening server does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
