@@ -21,8 +21,8 @@
 # The cache is $PANGEO_TOOLS_DIR (default: ~/.cache/pangeo-cloud/bin), the same
 # as scripts/install-go-tools.sh. Next to each binary, .NAME.version records
 # the module@version it was built from; a binary is rebuilt only when that
-# pin changes. The first build takes a long time on 2 cores (see the timing
-# printed at the end); later runs return at once.
+# pin changes. A cold build took 8 min on 2 cores (module download included;
+# the timing is printed at the end); later runs return at once.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -131,7 +131,7 @@ if [[ ${#todo_names[@]} -eq 0 ]]; then
 fi
 
 log "building ${todo_names[*]} (kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION)"
-log "one go build, $(nproc) cores; the first build takes a long time (20+ min on 2 cores)"
+log "one go build, $(nproc) cores; a cold build (empty Go caches) took about 8 min on 2 cores"
 start=$(date +%s)
 
 # Version stamps that Kubernetes' own build (hack/lib/version.sh) sets; without
