@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PANGEO_TOOLS_DIR):$(PANGEO_CACHE_DIR)/nod
 # Rebuild the virtualenv only when the dependency list changes.
 VENV_STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install tools system lint test test-fast up validate chart-lock clean
+.PHONY: help install tools objectstore system lint test up validate chart-lock clean
 
 help:
 	@echo "make up        run the whole service on this machine (deployment 'local')"
@@ -34,6 +34,10 @@ tools:
 system:
 	@scripts/install-system.sh
 
+# MinIO, the S3-compatible store behind the local scratch bucket (built once).
+objectstore:
+	@scripts/install-objectstore.sh
+
 lint: install tools
 	ruff check src tests benchmarks scripts
 	ruff format --check src tests benchmarks scripts
@@ -43,10 +47,12 @@ lint: install tools
 validate: install tools
 	pangeo-cloud validate
 
-test: install tools system
+# Everything the suite runs for real: Go tools, the loopback Kubernetes control
+# plane's binaries (k8s-tools, from scripts/k8s.mk), MinIO, CHP and Chromium.
+test: install tools system objectstore k8s-tools
 	pytest
 
-up: install tools system
+up: install tools system objectstore
 	pangeo-cloud up $(UP_ARGS)
 
 chart-lock: install
@@ -55,4 +61,4 @@ chart-lock: install
 clean:
 	rm -rf $(VENV) .pytest_cache helm-chart/pangeo-cloud/charts
 
--include scripts/k8s.mk
+include scripts/k8s.mk
