@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.deploy import release
@@ -37,6 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="use the subcharts already in the chart's charts/ directory",
     )
     p.add_argument(
+        "--extra-values",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a values file applied last, not validated (test clusters only; repeatable)",
+    )
+    p.add_argument(
         "--upstream-dir",
         default=None,
         help="upstream charts' values and schemas for validation (as for validate)",
@@ -52,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         upstream_dir=args.upstream_dir,
         timeout=args.timeout,
         dependency_build=not args.skip_dependency_build,
+        extra_values=tuple(args.extra_values),
     )
     if args.dry_run:
         if args.format == "json":

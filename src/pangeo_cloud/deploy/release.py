@@ -241,9 +241,19 @@ def build_plan(
     tmp: Path | None = None,
     timeout: str = DEFAULT_TIMEOUT,
     dependency_build: bool = True,
+    extra_values: tuple[Path, ...] = (),
 ) -> DeployPlan:
-    """The plan; with `tmp` None, temp files are placeholders (a dry run)."""
+    """The plan; with `tmp` None, temp files are placeholders (a dry run).
+
+    `extra_values` go last and are not validated: for throw-away test clusters
+    (CI's kind cluster), never for a stage's real values.
+    """
     plan = DeployPlan(deployment, stage, paths, _values_files(layers, stage), tmp=tmp)
+    for extra in extra_values:
+        extra = Path(extra).resolve()
+        plan.values.append(
+            ValuesFile(f"extra: {extra.name} (not validated)", "values", extra, extra)
+        )
     base = tmp or Path(TMP)
     for vf in plan.values:
         if vf.kind != "values" and tmp is not None:
@@ -386,12 +396,19 @@ def dry_run(
     timeout: str = DEFAULT_TIMEOUT,
     dependency_build: bool = True,
     checks: bool = True,
+    extra_values: tuple[Path, ...] = (),
 ) -> DeployPlan:
     """Print the plan, then run the checks that need neither keys nor a cluster."""
     stage = deployment.stage(stage_name)
     layers = values_layers(deployment, stage, paths=paths)
     plan = build_plan(
-        deployment, stage, paths, layers, timeout=timeout, dependency_build=dependency_build
+        deployment,
+        stage,
+        paths,
+        layers,
+        timeout=timeout,
+        dependency_build=dependency_build,
+        extra_values=extra_values,
     )
     out(plan.format())
     if checks:
@@ -417,6 +434,7 @@ def deploy(
     timeout: str = DEFAULT_TIMEOUT,
     dependency_build: bool = True,
     decryptor: SopsDecryptor | None = None,
+    extra_values: tuple[Path, ...] = (),
 ) -> DeployPlan:
     """Run every step (see the module docstring); raise DeployError naming the step."""
     stage = deployment.stage(stage_name)
@@ -478,6 +496,7 @@ def deploy(
                 tmp=tmp.path,
                 timeout=timeout,
                 dependency_build=dependency_build,
+                extra_values=extra_values,
             )
             for vf in plan.values:
                 if vf.kind == "generated":
