@@ -41,7 +41,7 @@ objectstore:
 lint: install tools
 	ruff check src tests benchmarks scripts
 	ruff format --check src tests benchmarks scripts
-	yamllint -s deployments helm-chart/pangeo-cloud/values.yaml .github
+	yamllint -s deployments helm-chart/pangeo-cloud/values.yaml .github .sops.yaml
 	actionlint
 
 validate: install tools

@@ -20,6 +20,10 @@ from pangeo_cloud.deploy.tools import ToolError
 COMMAND_MODULES = [
     "pangeo_cloud.commands.validate",
     "pangeo_cloud.commands.render",
+    "pangeo_cloud.commands.diff",
+    "pangeo_cloud.commands.plan",
+    "pangeo_cloud.commands.deploy",
+    "pangeo_cloud.commands.health",
 ]
 
 
