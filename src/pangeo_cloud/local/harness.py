@@ -189,12 +189,16 @@ class HubUser:
             raise RuntimeError(f"spawn of {self.name} failed: HTTP {resp.status_code}")
 
     def wait_ready(self, timeout: float = 180) -> None:
+        """Wait until the server answers as the browser sees it (after its OAuth login)."""
         deadline = time.monotonic() + timeout
         url = f"{self.base}/user/{self.name}/api/status"
+        page = f"{self.base}/user/{self.name}/lab"
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
                 resp = self.session.get(url, timeout=30)
                 if resp.status_code == 200:
                     return
+                if resp.status_code == 403:  # running; the server's login cookie is missing
+                    self.session.get(page, timeout=60)
             time.sleep(0.2)
         raise RuntimeError(f"the server of {self.name} was not ready within {timeout} s")
