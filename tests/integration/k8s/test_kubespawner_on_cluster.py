@@ -12,6 +12,11 @@ its CIDR); ``stop()`` deletes the pod and waits until the reflector sees it go.
 ``start()`` returns, and no notebook process runs behind a kwok pod), so the
 test ends at "pod Running with the right spec, URL from its IP".
 
+The spawner runs in its own process (kubespawner_run.py): KubeSpawner and
+kubernetes_asyncio keep process-wide state (kubeconfig path read at import,
+cached client configuration, class-level reflectors) that must not leak
+between this test and the offline KubeSpawner tests of tests/unit/hub.
+
 What the cluster provides, as the cloud would:
 
 * a node labelled like the deployment's user node pool (from its
@@ -29,10 +34,9 @@ What the cluster provides, as the cloud would:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import time
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -40,19 +44,16 @@ from typing import Any
 import pytest
 import yaml
 from k8s_support import get_json, wait_for
-from traitlets.config import Config
 
 from pangeo_cloud.config import merged_values
-from pangeo_cloud.hub.config import configure
-from pangeo_cloud.hub.z2jh_values import apply_z2jh_values, values_get_config
 from pangeo_cloud.scratch import escape_username
-from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec
+from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec, tools_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEPLOYMENT, STAGE = "gcp-us-central1-b", "prod"
 USER = "Jane.Doe"  # not a valid object name as is: KubeSpawner must escape it
 PROFILE = "small"
-START_TIMEOUT = 180  # KubeSpawner's own start_timeout
+START_TIMEOUT = 180  # KubeSpawner's own start_timeout (kubespawner_run.py)
 UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.timeout(600)]
@@ -136,164 +137,111 @@ def storage_class(k8s_cluster: ControlPlane, hub_values: dict[str, Any]):
             k8s_cluster.kubectl("delete", "storageclass", name, "--wait=false", check=False)
 
 
-@pytest.fixture
-def kubeconfig_for_kubespawner(k8s_cluster: ControlPlane, monkeypatch: pytest.MonkeyPatch):
-    """Point KubeSpawner's client at the plane, and forget that afterwards.
-
-    KubeSpawner loads the client configuration once per process (lru_cache),
-    and kubernetes_asyncio reads $KUBECONFIG when it is first imported, which
-    another test may have done already: both are reset here.
-    """
-    import kubernetes_asyncio.config.kube_config as kube_config
-    from kubespawner.clients import load_config
-
-    monkeypatch.setenv("KUBECONFIG", str(k8s_cluster.kubeconfig))
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(k8s_cluster.kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    load_config.cache_clear()
-    yield
-    load_config.cache_clear()
-
-
-def fake_user(name: str) -> SimpleNamespace:
-    """The user object KubeSpawner reads (as tests/unit/hub fake it)."""
-    return SimpleNamespace(name=name, id=7, url=f"/user/{name}/", escaped_name=name, groups=[])
-
-
-FAKE_HUB = SimpleNamespace(
-    public_host="",
-    url="http://hub:8081/hub/",
-    base_url="/hub/",
-    api_url="http://hub:8081/hub/api",
-)
-
-
-def home_volume(pvc_name: str, namespace: str, storage_class: str, capacity: str) -> dict:
-    """A disk for the user's claim, pre-bound to it (a provisioner's job in the cloud)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": f"home-{namespace}"},
-        "spec": {
-            "capacity": {"storage": capacity},
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": storage_class,
-            "persistentVolumeReclaimPolicy": "Retain",
-            "claimRef": {"namespace": namespace, "name": pvc_name},
-            "hostPath": {"path": f"/tmp/{namespace}-home"},
-        },
-    }
+def run_spawner(
+    plane: ControlPlane, namespace: str, toleration: dict[str, str], volume: str
+) -> dict[str, Any]:
+    """kubespawner_run.py in a subprocess; its JSON report (see its docstring)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("kubespawner_run.py")),
+            "--kubeconfig",
+            str(plane.kubeconfig),
+            "--kubectl",
+            str(tools_dir() / "kubectl"),
+            "--namespace",
+            namespace,
+            "--deployment",
+            DEPLOYMENT,
+            "--stage",
+            STAGE,
+            "--user",
+            USER,
+            "--profile",
+            PROFILE,
+            "--toleration",
+            json.dumps(toleration),
+            "--volume-name",
+            volume,
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=2 * START_TIMEOUT + 120,
+        check=False,
+    )
+    assert result.returncode == 0, f"spawner run failed:\n{result.stderr[-6000:]}"
+    return json.loads(result.stdout)
 
 
-async def test_start_creates_home_and_pod_from_the_profile_stop_keeps_home(
+def test_start_creates_home_and_pod_from_the_profile_stop_keeps_home(
     k8s_cluster: ControlPlane,
     namespace: str,
     hub_values: dict[str, Any],
     user_node: SimpleNamespace,
     storage_class: str,
-    kubeconfig_for_kubespawner: None,
 ) -> None:
-    from kubespawner import KubeSpawner
-
     singleuser = hub_values["singleuser"]
     profile = next(p for p in singleuser["profileList"] if p["slug"] == PROFILE)
     override = profile["kubespawner_override"]
-    k8s_cluster.kubectl(
-        "-n", namespace, "create", "serviceaccount", singleuser["serviceAccountName"]
-    )
-
-    # The hub's configuration: z2jh's mapping of the values, then ours.
-    c = Config()
-    get_config = values_get_config(hub_values)
-    apply_z2jh_values(c, get_config)
-    configure(c, get_config)
-    # Where this test's cluster differs from the cloud's.
-    c.KubeSpawner.namespace = namespace
-    c.KubeSpawner.tolerations = [user_node.toleration]
-    c.KubeSpawner.start_timeout = START_TIMEOUT
-    c.KubeSpawner.k8s_api_request_retry_timeout = 60
-
-    await KubeSpawner._stop_all_reflectors()
-    spawner = KubeSpawner(config=c, user=fake_user(USER), hub=FAKE_HUB)
-    spawner.api_token = "loopback-token"
-    pv_name = f"home-{namespace}"
-    timings: dict[str, float] = {}
+    account = singleuser["serviceAccountName"]
+    k8s_cluster.kubectl("-n", namespace, "create", "serviceaccount", account)
+    volume = f"home-{namespace}"
     try:
-        # What JupyterHub does before start(): the form's options, the hook.
-        spawner.user_options = {"profile": PROFILE}
-        await spawner._run_apply_user_options(spawner.user_options)
-        await spawner.run_pre_spawn_hook()
-        pvc_name = spawner.pvc_name
-        assert pvc_name.startswith("claim-") and "." not in pvc_name, pvc_name
-        volume = home_volume(pvc_name, namespace, storage_class, singleuser["storage"]["capacity"])
-        k8s_cluster.kubectl("create", "-f", "-", input=json.dumps(volume))
-
-        t0 = time.monotonic()
-        url = await asyncio.wait_for(spawner.start(), START_TIMEOUT + 30)
-        timings["start"] = time.monotonic() - t0
-
-        pod = get_json(k8s_cluster, "-n", namespace, f"pod/{spawner.pod_name}")
-        pvc = get_json(k8s_cluster, "-n", namespace, f"pvc/{pvc_name}")
-
-        # The pod runs (kwok) on the user pool's node, and the URL is its IP.
-        assert pod["status"]["phase"] == "Running"
-        assert all(s["ready"] for s in pod["status"]["containerStatuses"])
-        assert url == f"http://{pod['status']['podIP']}:{spawner.port}", url
-        assert pod["spec"]["nodeName"] == user_node.name
-        assert pod["spec"]["nodeSelector"] == singleuser["nodeSelector"]
-        assert pod["spec"]["serviceAccountName"] == singleuser["serviceAccountName"]
-
-        # The profile's resources, as the API server stored them.
-        container = pod["spec"]["containers"][0]
-        assert container["image"] == f"{singleuser['image']['name']}:{singleuser['image']['tag']}"
-        requests, limits = container["resources"]["requests"], container["resources"]["limits"]
-        assert cpu(requests["cpu"]) == override["cpu_guarantee"]
-        assert cpu(limits["cpu"]) == override["cpu_limit"]
-        assert int(requests["memory"]) == to_bytes(override["mem_guarantee"])
-        assert int(limits["memory"]) == to_bytes(override["mem_limit"])
-
-        # Scratch and the Dask Gateway wiring.
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        scratch = hub_values["custom"]["pangeo"]["scratch"]
-        assert env["PANGEO_SCRATCH"] == f"gs://pangeo-scratch/{escape_username(USER)}/"
-        assert env["PANGEO_SCRATCH"].startswith(scratch["url"].rstrip("/") + "/")
-        assert env["GOOGLE_CLOUD_PROJECT"] == scratch["project"]
-        gateway = {
-            k: v for k, v in singleuser["extraEnv"].items() if k.startswith("DASK_GATEWAY__")
-        }
-        assert {"DASK_GATEWAY__ADDRESS", "DASK_GATEWAY__PROXY_ADDRESS"} <= gateway.keys()
-        for key, value in gateway.items():
-            # KubeSpawner formats values: "{{X}}" reaches the pod as "{X}".
-            assert env[key] == value.replace("{{", "{").replace("}}", "}"), key
-        assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://traefik-prod-dask-gateway.prod:80"
-        assert env["JUPYTERHUB_USER"] == USER
-
-        # Home: the user's 10Gi claim of the values' class, bound, mounted.
-        assert pvc["spec"]["storageClassName"] == storage_class == "standard-rwo"
-        assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
-        assert pvc["status"]["phase"] == "Bound" and pvc["spec"]["volumeName"] == pv_name
-        claims = {
-            v["name"]: v["persistentVolumeClaim"]["claimName"]
-            for v in pod["spec"]["volumes"]
-            if "persistentVolumeClaim" in v
-        }
-        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-        assert claims[mounts[singleuser["storage"]["homeMountPath"]]] == pvc_name
-
-        # Stop: the pod goes, the home stays.
-        t0 = time.monotonic()
-        await asyncio.wait_for(spawner.stop(), START_TIMEOUT + 30)
-        timings["stop"] = time.monotonic() - t0
-        gone = k8s_cluster.kubectl("-n", namespace, "get", "pod", spawner.pod_name, check=False)
-        assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stdout
-        kept = get_json(k8s_cluster, "-n", namespace, f"pvc/{pvc_name}")
-        assert kept["metadata"]["uid"] == pvc["metadata"]["uid"]
-        assert kept["status"]["phase"] == "Bound"
-        print(
-            f"\nKubeSpawner on loopback: start {timings['start']:.1f}s, stop {timings['stop']:.1f}s"
-        )
+        report = run_spawner(k8s_cluster, namespace, user_node.toleration, volume)
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(spawner.stop(now=True), 60)
-        await KubeSpawner._stop_all_reflectors()
-        k8s_cluster.kubectl("delete", "pv", pv_name, "--wait=false", check=False)
+        k8s_cluster.kubectl("delete", "pv", volume, "--wait=false", check=False)
+    print(f"\nKubeSpawner on loopback: {report['timings']}")
+    pod, pvc, pvc_name = report["pod"], report["pvc"], report["pvc_name"]
+    assert pvc_name.startswith("claim-") and "." not in pvc_name, pvc_name
+
+    # The pod runs (kwok) on the user pool's node, and the URL is its IP.
+    assert pod["status"]["phase"] == "Running"
+    assert all(s["ready"] for s in pod["status"]["containerStatuses"])
+    assert report["url"] == f"http://{pod['status']['podIP']}:{report['port']}"
+    assert pod["spec"]["nodeName"] == user_node.name
+    assert pod["spec"]["nodeSelector"] == singleuser["nodeSelector"]
+    assert pod["spec"]["serviceAccountName"] == account
+
+    # The profile's resources, as the API server stored them.
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == f"{singleuser['image']['name']}:{singleuser['image']['tag']}"
+    requests, limits = container["resources"]["requests"], container["resources"]["limits"]
+    assert cpu(requests["cpu"]) == override["cpu_guarantee"]
+    assert cpu(limits["cpu"]) == override["cpu_limit"]
+    assert int(requests["memory"]) == to_bytes(override["mem_guarantee"])
+    assert int(limits["memory"]) == to_bytes(override["mem_limit"])
+
+    # Scratch and the Dask Gateway wiring.
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    scratch = hub_values["custom"]["pangeo"]["scratch"]
+    assert env["PANGEO_SCRATCH"] == f"gs://pangeo-scratch/{escape_username(USER)}/"
+    assert env["PANGEO_SCRATCH"].startswith(scratch["url"].rstrip("/") + "/")
+    assert env["GOOGLE_CLOUD_PROJECT"] == scratch["project"]
+    extra_env = singleuser["extraEnv"]
+    gateway = {k: v for k, v in extra_env.items() if k.startswith("DASK_GATEWAY__")}
+    assert {"DASK_GATEWAY__ADDRESS", "DASK_GATEWAY__PROXY_ADDRESS"} <= gateway.keys()
+    for key, value in gateway.items():
+        # KubeSpawner formats values: "{{X}}" reaches the pod as "{X}".
+        assert env[key] == value.replace("{{", "{").replace("}}", "}"), key
+    assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://traefik-prod-dask-gateway.prod:80"
+    assert env["JUPYTERHUB_USER"] == USER
+
+    # Home: the user's 10Gi claim of the values' class, bound, mounted.
+    assert pvc["spec"]["storageClassName"] == storage_class == "standard-rwo"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert pvc["status"]["phase"] == "Bound" and pvc["spec"]["volumeName"] == volume
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in pod["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert claims[mounts[singleuser["storage"]["homeMountPath"]]] == pvc_name
+
+    # Stop: the pod is gone, the home stays (same claim, still bound).
+    assert report["pod_after_stop"] is None
+    kept = report["pvc_after_stop"]
+    assert kept is not None and kept["metadata"]["uid"] == pvc["metadata"]["uid"]
+    assert kept["status"]["phase"] == "Bound"
+    still = get_json(k8s_cluster, "-n", namespace, f"pvc/{pvc_name}")
+    assert still["metadata"]["uid"] == pvc["metadata"]["uid"]
