@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from pangeo_cloud.deploy.release import extract_crds
+from pangeo_cloud.deploy.tools import ToolError
 from pangeo_cloud.testing.k8s import ControlPlane, tools_dir
 
 # The CLI subcommands these tests drive. `pangeo_cloud.cli.COMMAND_MODULES`
@@ -146,15 +149,17 @@ def chart_dependencies(chart: Path) -> list[dict[str, Any]]:
     return yaml.safe_load((chart / "Chart.yaml").read_text()).get("dependencies") or []
 
 
-def write_standin_subcharts(chart: Path, upstream: Path) -> list[str]:
-    """Empty charts named like the dependencies, with dask-gateway's real CRDs.
+def write_standin_subcharts(chart: Path, upstream: Path, original_chart: Path) -> list[str]:
+    """Empty charts named like the dependencies, carrying the real CRDs.
 
     For machines where `helm dependency build` has not run (no network): helm
     then installs only the umbrella's own templates (the subcharts render
-    nothing), and the deploy's `crds` step applies the CRDs that the shared
-    upstream data holds for the pinned dask-gateway version. Returns the names.
+    nothing), and the deploy's `crds` step applies the real CRDs of the pinned
+    version, taken from the shared upstream data (``<name>-<version>/crds``)
+    or else from the original chart's downloaded subchart (archive or
+    directory). Returns the names of the subcharts that carry CRDs.
     """
-    names = []
+    with_crds = []
     for dep in chart_dependencies(chart):
         name, version = dep["name"], str(dep["version"])
         sub = chart / "charts" / name
@@ -174,8 +179,15 @@ def write_standin_subcharts(chart: Path, upstream: Path) -> list[str]:
             (sub / "crds").mkdir(exist_ok=True)
             for crd in sorted(crds.glob("*.y*ml")):
                 (sub / "crds" / crd.name).write_bytes(crd.read_bytes())
-        names.append(name)
-    return names
+        else:
+            archive = original_chart / "charts" / f"{name}-{version}.tgz"
+            try:
+                extract_crds(archive, sub / "crds")
+            except ToolError:
+                shutil.rmtree(sub / "crds", ignore_errors=True)
+        if any((sub / "crds").glob("*.y*ml")):
+            with_crds.append(name)
+    return with_crds
 
 
 def release_objects(manifest: str) -> list[tuple[str, str]]:
