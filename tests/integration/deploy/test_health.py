@@ -77,9 +77,6 @@ def test_bad_token_fails_at_the_first_step(loopback_hub) -> None:
 def test_cli(loopback_hub, repo_paths, capsys, monkeypatch) -> None:
     import pangeo_cloud.cli as cli
 
-    monkeypatch.setattr(
-        cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "pangeo_cloud.commands.health"]
-    )
     monkeypatch.setenv("PANGEO_HEALTH_TOKEN", loopback_hub.token)
     code = cli.main(
         [

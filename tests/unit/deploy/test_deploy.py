@@ -366,9 +366,6 @@ def test_missing_helm_is_one_line(deploy_repo: Paths, monkeypatch, tmp_path: Pat
 def test_unknown_stage_is_one_line(repo_paths: Paths, capsys, monkeypatch) -> None:
     import pangeo_cloud.cli as cli
 
-    monkeypatch.setattr(
-        cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "pangeo_cloud.commands.deploy"]
-    )
     assert cli.main(["--root", str(repo_paths.root), "deploy", DEP, "qa", "--dry-run"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "unknown stage 'qa'" in err
@@ -379,9 +376,6 @@ def test_unknown_stage_is_one_line(repo_paths: Paths, capsys, monkeypatch) -> No
 def test_cli_dry_run_json(repo_paths: Paths, capsys, monkeypatch) -> None:
     import pangeo_cloud.cli as cli
 
-    monkeypatch.setattr(
-        cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "pangeo_cloud.commands.deploy"]
-    )
     code = cli.main(
         [
             "--root",

@@ -93,9 +93,6 @@ def test_no_cluster_is_one_clear_line(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     import pangeo_cloud.cli as cli
 
-    monkeypatch.setattr(
-        cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "pangeo_cloud.commands.diff"]
-    )
     assert cli.main(["--root", str(repo_paths.root), "diff", DEP, "staging"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "(file missing)" in err

@@ -25,9 +25,6 @@ def test_unreachable_hub_retries_then_names_the_step() -> None:
 def test_cli_without_token_or_domain(repo_paths, capsys, monkeypatch) -> None:
     import pangeo_cloud.cli as cli
 
-    monkeypatch.setattr(
-        cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "pangeo_cloud.commands.health"]
-    )
     monkeypatch.delenv("PANGEO_HEALTH_TOKEN", raising=False)
     assert cli.main(["--root", str(repo_paths.root), "health", "local", "dev"]) == 1
     assert "has no `domain`; pass --hub-url" in capsys.readouterr().err

@@ -15,7 +15,13 @@ def offline_kubeconfig(tmp_path, monkeypatch):
     path.write_text(DUMMY_KUBECONFIG)
     monkeypatch.setenv("KUBECONFIG", str(path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    return path
+    # KubeSpawner loads the client configuration once per process (lru_cache):
+    # forget whatever an earlier test loaded, so this kubeconfig is the one used.
+    from kubespawner.clients import load_config
+
+    load_config.cache_clear()
+    yield path
+    load_config.cache_clear()
 
 
 @pytest.fixture
