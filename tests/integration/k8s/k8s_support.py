@@ -29,19 +29,6 @@ from pangeo_cloud.deploy.release import extract_crds
 from pangeo_cloud.deploy.tools import ToolError
 from pangeo_cloud.testing.k8s import ControlPlane, tools_dir
 
-# The CLI subcommands these tests drive. `pangeo_cloud.cli.COMMAND_MODULES`
-# may not list them (yet); the launcher adds what is missing, exactly as the
-# unit tests of those commands do.
-CLI_COMMANDS = ("pangeo_cloud.commands.deploy", "pangeo_cloud.commands.diff")
-_LAUNCHER = f"""
-import sys
-from pangeo_cloud import cli
-for name in {CLI_COMMANDS!r}:
-    if name not in cli.COMMAND_MODULES:
-        cli.COMMAND_MODULES.append(name)
-sys.exit(cli.main(sys.argv[1:]))
-"""
-
 # Values a simulated (kwok) cluster can satisfy, for the test stage. All of
 # them pass the chart schemas (the deploy validates them like any stage):
 # no cloud load balancer (helm --wait would wait for an external IP forever),
@@ -69,9 +56,9 @@ def tool_env(plane: ControlPlane, upstream: Path | None = None) -> dict[str, str
 def run_cli(
     args: list[str], env: dict[str, str], *, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """``pangeo-cloud ARGS`` in a subprocess (stdout and stderr kept apart)."""
+    """``pangeo-cloud ARGS`` (the real CLI) in a subprocess; stdout and stderr apart."""
     return subprocess.run(
-        [sys.executable, "-c", _LAUNCHER, *args],
+        [sys.executable, "-m", "pangeo_cloud.cli", *args],
         env=env,
         capture_output=True,
         text=True,
