@@ -17,8 +17,11 @@ def offline_kubeconfig(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     # KubeSpawner loads the client configuration once per process (lru_cache):
     # forget whatever an earlier test loaded, so this kubeconfig is the one used.
+    # kubernetes_asyncio reads $KUBECONFIG once, at import: point it here too.
+    from kubernetes_asyncio.config import kube_config
     from kubespawner.clients import load_config
 
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
     load_config.cache_clear()
     yield path
     load_config.cache_clear()
