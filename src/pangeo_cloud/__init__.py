@@ -1,2 +1,3 @@
 """pangeo-cloud: a JupyterHub + Dask Gateway federation kept as code."""
+
 __version__ = "0.1.0"
