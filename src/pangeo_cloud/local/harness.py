@@ -32,6 +32,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _stop_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Ctrl-C the child if the test or benchmark process dies (Linux PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+
+
 def up_command() -> list[str]:
     """`pangeo-cloud up` through the CLI when it lists the command, else its module."""
     from pangeo_cloud import cli
@@ -88,6 +96,7 @@ class UpProcess:
             text=True,
             env=env,
             start_new_session=True,
+            preexec_fn=_stop_with_parent,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -181,10 +190,11 @@ class HubUser:
         return re.findall(r'name="profile" id="[^"]+" value="([^"]+)"', page)
 
     def spawn(self, profile: str | None = None) -> None:
-        data = {"_xsrf": self._xsrf()}
-        if profile:
-            data["profile"] = profile
-        resp = self.session.post(f"{self.base}/hub/spawn", data=data, timeout=120)
+        if profile is None:  # a hub without a spawn form starts on GET
+            resp = self.session.get(f"{self.base}/hub/spawn", timeout=120)
+        else:
+            data = {"_xsrf": self._xsrf(), "profile": profile}
+            resp = self.session.post(f"{self.base}/hub/spawn", data=data, timeout=120)
         if resp.status_code >= 400:
             raise RuntimeError(f"spawn of {self.name} failed: HTTP {resp.status_code}")
 
