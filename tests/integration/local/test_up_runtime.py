@@ -9,6 +9,7 @@ and the password.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -82,6 +83,16 @@ def test_up_serves_profiles_scratch_and_stops_clean_then_restarts_with_data(tmp_
         assert env["DASK_GATEWAY__CLUSTER__OPTIONS__IMAGE"] == "{JUPYTER_IMAGE_SPEC}"
         assert env["JUPYTER_IMAGE_SPEC"] == "pangeo/pangeo-notebook:2026.11.18"
         assert env["HOME"] == str(data / "homes" / "alice")
+
+        # The idle culler runs as a hub service with the values' cull settings.
+        cmdlines = []
+        for pid in processes.tagged(rt["run_id"]):
+            with contextlib.suppress(OSError):
+                cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))
+        culler = [c for c in cmdlines if b"jupyterhub_idle_culler" in c]
+        assert len(culler) == 1, cmdlines
+        assert b"--timeout=3600" in culler[0] and b"--cull-every=600" in culler[0]
+        assert any(b"pangeo_cloud.local.gateway" in c for c in cmdlines)
 
         store = rt["store"]
         client = objectstore.s3_client(store["endpoint"], store["access_key"], store["secret_key"])
