@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             f"(data in {runtime.data_dir})",
             flush=True,
         )
-        if runtime.store.kind == "moto":
+        if runtime.store.kind == "moto" and args.store == "auto":
             print(
                 "  note: MinIO is not built (scripts/install-objectstore.sh); the scratch store "
                 "is moto's S3 server, which keeps objects in memory only",

@@ -535,7 +535,7 @@ class LocalRuntime:
             lines.append(f"            (passwords are kept in {self.data_dir / 'secrets.json'})")
         else:
             lines.append("  Log in:   with GitHub (members of the allowed teams only)")
-        store_note = "" if self.store.persistent else " (moto: kept in memory, lost at stop)"
+        store_note = "" if self.store.persistent else ": kept in memory, lost at stop"
         lines += [
             f"  Scratch:  {self.scratch['url']}/<username>/ at {self.store.endpoint}"
             f" ({self.store.kind}{store_note}); objects expire after "
