@@ -92,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signal.Signals(signum).name)
         stop.set()
-        if not running.is_set():
-            # Still starting: abandon the start (LocalRuntime.start stops what started).
+        if not running.is_set() and len(received) == 1:
+            # Still starting: abandon the start (LocalRuntime.start stops what
+            # started). A second Ctrl-C must not interrupt that cleanup.
             raise KeyboardInterrupt
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
