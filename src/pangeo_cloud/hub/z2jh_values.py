@@ -122,8 +122,9 @@ def apply_services_and_roles(c: Any, get_config: Callable[..., Any]) -> None:
     for name, service in (get_config("hub.services", {}) or {}).items():
         service = dict(service or {})
         service.setdefault("name", name)
-        service.pop("apiToken", None)
-        service["api_token"] = secrets.token_hex(32)
+        # As z2jh: an explicit token (apiToken or api_token) is kept, else one is generated.
+        explicit = service.pop("apiToken", None) or service.get("api_token")
+        service["api_token"] = explicit or secrets.token_hex(32)
         services.append(service)
     c.JupyterHub.services = services
     roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []

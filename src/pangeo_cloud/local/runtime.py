@@ -152,6 +152,7 @@ def load_secrets(data_dir: Path, groups: list[str]) -> dict[str, Any]:
     data.setdefault("store_secret_key", secrets.token_urlsafe(30))
     data.setdefault("proxy_auth_token", secrets.token_hex(32))
     data.setdefault("crypt_key", secrets.token_hex(32))
+    data.setdefault("health_check_token", secrets.token_hex(32))
     if json.dumps(data, sort_keys=True) != before:
         write_private(file, json.dumps(data, indent=2) + "\n")
     os.chmod(file, 0o600)
@@ -239,6 +240,23 @@ def local_values(
     gateway = dict(services.get("dask-gateway") or {})
     gateway["url"] = f"http://127.0.0.1:{ports['gateway']}"
     services["dask-gateway"] = gateway
+    return values
+
+
+# The admin service `pangeo-cloud health` uses (as the cloud deployments define
+# it in their secrets layers): it creates a test user, starts a server, takes a
+# token for it, and cleans up.
+HEALTH_CHECK_SCOPES = ["admin:users", "admin:servers", "tokens", "access:servers"]
+
+
+def add_health_check_service(values: dict[str, Any], token: str) -> dict[str, Any]:
+    """Register the `health-check` service and its role with this run's token."""
+    hub = values.setdefault("jupyterhub", {}).setdefault("hub", {})
+    hub.setdefault("services", {})["health-check"] = {"apiToken": token, "display": False}
+    hub.setdefault("loadRoles", {})["health-check"] = {
+        "services": ["health-check"],
+        "scopes": HEALTH_CHECK_SCOPES,
+    }
     return values
 
 
@@ -341,6 +359,7 @@ class LocalRuntime:
             "secret_key": self.secrets["store_secret_key"],
         }
         self.values = local_values(self.values, self.ports, self.store.endpoint, keys)
+        add_health_check_service(self.values, self.secrets["health_check_token"])
 
     def _take_lock(self) -> None:
         lock = self.data_dir / "run" / "lock"
