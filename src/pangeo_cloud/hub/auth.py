@@ -23,7 +23,9 @@ carries only ``*.py`` files) renders it with a link.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -104,8 +106,14 @@ def _orgs(entries: Iterable[str]) -> set[str]:
 
 
 def write_templates(directory: str | None = None) -> str:
-    """Write our page templates into ``directory`` (a new temporary one by default)."""
-    directory = directory or tempfile.mkdtemp(prefix="pangeo-cloud-templates-")
+    """Write our page templates into ``directory`` (a new temporary one by default).
+
+    A temporary directory is removed when the hub process exits, so restarts
+    leave nothing behind.
+    """
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="pangeo-cloud-templates-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
     for name, text in TEMPLATES.items():
         with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
             f.write(text)
