@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 import pytest
 
+from pangeo_cloud.testing.offline import OFFLINE_KUBECONFIG
+
 REPO = Path(__file__).resolve().parents[3]
 ENTRY = REPO / "src" / "pangeo_cloud" / "hub" / "z2jh_entry.py"
 START_TIMEOUT = 60
@@ -41,20 +43,7 @@ CLIENT_SECRET = "pangeo-test-secret"
 
 # The dummy kubeconfig lets a real KubeSpawner exist in the hub (it loads a
 # client configuration when created); nothing here contacts an API server.
-DUMMY_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: offline
-  cluster: {server: "https://127.0.0.1:9"}
-users:
-- name: offline
-  user: {token: offline}
-contexts:
-- name: offline
-  context: {cluster: offline, user: offline, namespace: pangeo}
-current-context: offline
-"""
+DUMMY_KUBECONFIG = OFFLINE_KUBECONFIG
 
 HUB_CONFIG = textwrap.dedent(
     """

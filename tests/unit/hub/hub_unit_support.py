@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,46 +12,22 @@ from typing import Any
 import yaml
 from traitlets.config import Config
 
+from pangeo_cloud.config.layering import merge
 from pangeo_cloud.hub.config import configure
 from pangeo_cloud.hub.z2jh_values import apply_z2jh_values, values_get_config
+from pangeo_cloud.testing.offline import OFFLINE_KUBECONFIG
 
 REPO = Path(__file__).resolve().parents[3]
 CHART_VALUES = REPO / "helm-chart" / "pangeo-cloud" / "values.yaml"
 
 # A kubeconfig naming a closed loopback port: KubeSpawner loads a client
 # configuration when it is created, but building manifests never calls the API.
-DUMMY_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: offline
-  cluster: {server: "https://127.0.0.1:9"}
-users:
-- name: offline
-  user: {token: offline}
-contexts:
-- name: offline
-  context: {cluster: offline, user: offline, namespace: pangeo}
-current-context: offline
-"""
+DUMMY_KUBECONFIG = OFFLINE_KUBECONFIG
 
 
 def chart_values() -> dict[str, Any]:
     """The umbrella chart's values.yaml (federation defaults)."""
     return yaml.safe_load(CHART_VALUES.read_text())
-
-
-def merge(base: Any, override: Any) -> Any:
-    """Helm-like merge for test overrides (maps merge, the rest replaces)."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        out = dict(base)
-        for key, value in override.items():
-            if value is None:
-                out.pop(key, None)
-            else:
-                out[key] = merge(out.get(key), value)
-        return out
-    return copy.deepcopy(override)
 
 
 def hub_values(**overrides: Any) -> dict[str, Any]:
