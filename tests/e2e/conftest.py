@@ -90,12 +90,12 @@ def _start_up(tmp_path_factory, name: str, extra: list[str]) -> Iterator[UpProce
         assert not left, f"pangeo-cloud up left processes of its run alive: {left}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> Iterator[UpProcess]:
     yield from _start_up(tmp_path_factory, "up-shared-password", [])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def github_standin():
     _require_tools()
     from pangeo_cloud.testing.github import GitHubStandIn
@@ -106,7 +106,7 @@ def github_standin():
         yield gh
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def github_hub(tmp_path_factory, github_standin) -> Iterator[UpProcess]:
     extra = [
         "--github-client-id",
@@ -121,7 +121,9 @@ def github_hub(tmp_path_factory, github_standin) -> Iterator[UpProcess]:
     yield from _start_up(tmp_path_factory, "up-github", extra)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running
+# in the main thread while it is open, and later test files call asyncio.run().
+@pytest.fixture(scope="module")
 def browser():
     _require_tools()
     from playwright.sync_api import sync_playwright

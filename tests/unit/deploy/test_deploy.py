@@ -415,6 +415,9 @@ def test_signal_during_upgrade_is_forwarded_and_plaintext_removed(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background jobs start with SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler: give the child the default.
+        preexec_fn=_default_sigint,
     )
     try:
         deadline = time.monotonic() + 120
@@ -440,3 +443,7 @@ def test_signal_during_upgrade_is_forwarded_and_plaintext_removed(
     assert proc.returncode != 0
     assert {"tool": "helm", "signal": int(signum)} in _entries(stub_cluster)
     assert not secret.exists() and not secret.parent.exists()
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

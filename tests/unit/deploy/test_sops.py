@@ -157,6 +157,9 @@ def test_decrypted_files_are_removed_on_signal(secret_file: Path, signum: int) -
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background jobs start with SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler: give the child the default.
+        preexec_fn=_default_sigint,
     )
     try:
         line = proc.stdout.readline().strip()
@@ -226,3 +229,7 @@ def test_decrypted_layer_replaces_the_mask(repo_copy: Paths, encrypt, sops_env) 
     )
     oauth = values["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
     assert oauth["client_secret"] == "REPLACE-ME-client-secret"
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
