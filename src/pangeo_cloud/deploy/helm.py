@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from pangeo_cloud.deploy.tools import find_tool, run
+from pangeo_cloud.deploy.tools import ToolError, find_tool, run
 
 # Values that z2jh would otherwise generate with `lookup` + random (or read
 # from the live Secret): pinned so that `render` output is deterministic.
@@ -69,7 +69,11 @@ def chart_view(chart: Path) -> Iterator[ChartView]:
     with tempfile.TemporaryDirectory(prefix="pangeo-chart-") as tmp:
         copy = Path(tmp) / chart.name
         # symlinks=False: files/ links into src/, and the copy must hold the code.
-        shutil.copytree(chart, copy, symlinks=False, ignore=shutil.ignore_patterns("charts"))
+        try:
+            shutil.copytree(chart, copy, symlinks=False, ignore=shutil.ignore_patterns("charts"))
+        except shutil.Error as exc:
+            source, _, reason = exc.args[0][0]
+            raise ToolError(f"cannot read chart file {source}: {reason}") from None
         meta = yaml.safe_load((copy / "Chart.yaml").read_text())
         meta.pop("dependencies", None)
         (copy / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
