@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,12 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pangeo_cloud.local import processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from pangeo_cloud.ports import free_port
 
 
 def _stop_with_parent() -> None:  # pragma: no cover - runs in the child

@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pangeo_cloud.local import objectstore, processes
+from pangeo_cloud.ports import free_ports
 
 START_TIMEOUT = 180.0  # seconds for any one component to answer (2 cores, cold caches)
 SHARED_PASSWORD = "shared-password"
@@ -96,18 +97,6 @@ def check_port(port: int, option: str = "--port") -> None:
                 f"port {port} on 127.0.0.1 is not available ({exc.strerror}); "
                 f"choose another with {option}"
             ) from None
-
-
-def free_ports(count: int, avoid: set[int]) -> list[int]:
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        while len(ports) < count:
-            sock = stack.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-            if port not in avoid:
-                ports.append(port)
-        return ports
 
 
 def prepare_data_dir(path: Path) -> Path:

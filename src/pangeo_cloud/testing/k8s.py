@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -49,6 +48,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pangeo_cloud.ports import free_ports
 
 INSTALL_SCRIPT = "scripts/install-k8s-tools.sh"
 
@@ -134,20 +135,6 @@ DEFAULT_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("kwok-node-0", zone="zone-a"),
     NodeSpec("kwok-node-1", zone="zone-b"),
 )
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1 (held together while picked)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _pid_is(pid: int, binary: str) -> bool:
@@ -358,7 +345,7 @@ class ControlPlane:
         for d in (self.pki, self.logs):
             d.mkdir(parents=True, exist_ok=True)
         self._ensure_certs()
-        etcd_client, etcd_peer, apiserver, kcm, sched, kwok = _free_ports(6)
+        etcd_client, etcd_peer, apiserver, kcm, sched, kwok = free_ports(6)
         self._state = {
             "ports": {
                 "etcd": etcd_client,

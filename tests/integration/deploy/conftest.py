@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from pangeo_cloud.ports import free_ports
 
 START_TIMEOUT = 90
 HEALTH_SERVICE = "health-check"
@@ -38,14 +39,6 @@ class LoopbackHub:
     url: str  # the public (proxy) address, ends with "/"
     token: str  # the health-check service's admin token
     logs: Path
-
-
-def _ports(count: int) -> list[int]:
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
 
 
 def _wait(url: str, proc: subprocess.Popen, log: Path, ok=(200,)) -> None:
@@ -95,7 +88,7 @@ def loopback_hub(tmp_path_factory) -> LoopbackHub:
             pytest.skip(f"{tool} not installed in {bindir}; pip install -e '.[dev]'")
     tmp = tmp_path_factory.mktemp("health-hub")
     names = ("proxy", "hub", "proxy_api", "gateway", "gateway_api", "s3")
-    ports = dict(zip(names, _ports(len(names)), strict=True))
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     tokens = {"gateway": secrets.token_hex(32), "health": secrets.token_hex(32)}
     env = {
         k: v

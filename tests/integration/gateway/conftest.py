@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from pangeo_cloud.ports import free_ports
 
 START_TIMEOUT = 60  # seconds for the hub or the gateway to answer
 SERVICE = "dask-gateway"
@@ -51,15 +52,6 @@ SETTINGS = {
         "groupLimits": {POWER_GROUP: {"clusterMaxWorkers": 5}},
     },
 }
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all held open while choosing)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
 
 
 def _tail(path: Path, lines: int = 40) -> str:

@@ -12,7 +12,6 @@ ports, database, the GitHub stand-in's URL, a service token for assertions.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import os
@@ -20,7 +19,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -32,6 +30,8 @@ from typing import Any
 import httpx
 import pytest
 
+from pangeo_cloud.config.layering import merge
+from pangeo_cloud.ports import free_ports
 from pangeo_cloud.testing.offline import OFFLINE_KUBECONFIG
 
 REPO = Path(__file__).resolve().parents[3]
@@ -97,25 +97,6 @@ HUB_CONFIG = textwrap.dedent(
     exec(settings.get("after_entry", ""))
     """
 )
-
-
-def free_ports(count: int) -> list[int]:
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-
-
-def merge(base: Any, override: Any) -> Any:
-    if isinstance(base, dict) and isinstance(override, dict):
-        out = dict(base)
-        for key, value in override.items():
-            out[key] = merge(out.get(key), value) if value is not None else None
-            if value is None:
-                out.pop(key)
-        return out
-    return override
 
 
 def chart_hub_values(**overrides: Any) -> dict[str, Any]:
