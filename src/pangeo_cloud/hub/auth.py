@@ -5,8 +5,9 @@ re-implemented:
 
 - ``GitHubOAuthenticator.allowed_organizations`` (``org:team-slug`` entries, set
   in ``hub.config`` by each deployment) decides who may log in; the membership is
-  checked against GitHub's API at every login, so a user removed from a team is
-  refused the next time they log in. Existing users are not let in on their own
+  checked against GitHub's API at every login, and again at every auth refresh
+  (``recheck_membership``), so a user removed from a team loses access within
+  ``auth_refresh_age``. Existing users are not let in on their own
   (``allow_existing_users`` stays False).
 - ``populate_teams_in_auth_state`` stores the user's teams in ``auth_state``;
   ``auth_state_groups_key`` (a callable, below) turns them into group names
@@ -101,6 +102,31 @@ def refusal_message(allowed: Iterable[str]) -> str:
     )
 
 
+async def recheck_membership(authenticator: Any, user: Any, auth_state: dict | None) -> Any:
+    """``refresh_user_hook``: a user removed from the allowed teams is logged out.
+
+    OAuthenticator checks ``allowed_organizations`` only at login; its refresh
+    (every ``auth_refresh_age`` seconds, and before each spawn) renews the token
+    and groups but lets the user stay. This asks GitHub again with the user's
+    token, through the authenticator's own ``check_allowed``: ``False`` forces a
+    new login (which refuses them), ``None`` lets the normal refresh go on.
+    """
+    if not authenticator.allowed_organizations:
+        return None
+    model = {"name": user.name, "admin": None, "auth_state": auth_state or {}}
+    try:
+        allowed = await authenticator.check_allowed(user.name, model)
+    except (KeyError, TypeError):
+        # No token in auth_state (e.g. state from before enable_auth_state).
+        return False
+    if not allowed:
+        authenticator.log.warning(
+            "%s is no longer in an allowed GitHub team: their login has ended", user.name
+        )
+        return False
+    return None
+
+
 def _orgs(entries: Iterable[str]) -> set[str]:
     return {entry.split(":", 1)[0] for entry in entries if entry}
 
@@ -154,6 +180,10 @@ def configure_auth(c: Any, get_config: Callable[..., Any], auth: dict[str, Any])
         scope.append("read:org")
     c.GitHubOAuthenticator.scope = scope
     c.GitHubOAuthenticator.auth_state_groups_key = groups_key(_orgs(allowed | admin_teams))
+    # Membership is checked again at every auth refresh and before every spawn,
+    # so removal from a team takes effect within auth_refresh_age (300 s).
+    c.GitHubOAuthenticator.refresh_user_hook = recheck_membership
+    c.GitHubOAuthenticator.refresh_pre_spawn = True
     if admin_teams:
         c.GitHubOAuthenticator.admin_groups = admin_teams
     c.GitHubOAuthenticator.custom_403_message = refusal_message(allowed)

@@ -8,6 +8,7 @@ started: every spawn attempt in this module is one that must be refused.
 
 from __future__ import annotations
 
+import time
 from contextlib import closing
 
 import httpx
@@ -42,7 +43,11 @@ def values() -> dict:
         },
         hub={
             "config": {
-                "GitHubOAuthenticator": {"allowed_organizations": [USERS_TEAM, ADMIN_TEAM]},
+                "GitHubOAuthenticator": {
+                    "allowed_organizations": [USERS_TEAM, ADMIN_TEAM],
+                    # Short, so that a membership change is seen within the test.
+                    "auth_refresh_age": 2,
+                },
             }
         },
         singleuser={"profileList": base["singleuser"]["profileList"] + [GPU_PROFILE]},
@@ -59,6 +64,7 @@ def github():
         gh.add_user("olivia", teams=[ADMIN_TEAM])
         gh.add_user("oscar", orgs=["pangeo-data"], teams=["pangeo-data:other-team"])
         gh.add_user("dave", teams=[USERS_TEAM])
+        gh.add_user("erin", teams=[USERS_TEAM])
         yield gh
 
 
@@ -146,6 +152,21 @@ def test_user_removed_from_team_is_refused_at_next_login(hub, github):
         assert "not a member of any GitHub team allowed" in page_text(r)
     finally:
         github.add_to_team("dave", USERS_TEAM)
+
+
+def test_user_removed_from_team_loses_a_running_login(hub, github):
+    client, r = login(hub, github, "erin")
+    try:
+        assert r.status_code == 200, r.text
+        assert client.get(f"{hub.url}/hub/home").status_code == 200
+        github.remove_from_team("erin", USERS_TEAM)
+        time.sleep(3)  # past auth_refresh_age: the next request refreshes the login
+        r = client.get(f"{hub.url}/hub/home", follow_redirects=False)
+        assert r.status_code == 302 and "/hub/login" in r.headers["location"], r.text
+        assert "erin is no longer in an allowed GitHub team" in hub.log()
+    finally:
+        client.close()
+        github.add_to_team("erin", USERS_TEAM)
 
 
 @pytest.mark.parametrize("choice", ["gpu", "enormous"])
