@@ -19,6 +19,8 @@ help:
 	@echo "make test      install everything needed, then run the whole test suite"
 	@echo "make lint      ruff, yamllint, actionlint"
 	@echo "make validate  pangeo-cloud validate (all deployments and stages)"
+	@echo "make k8s-up    start (or reuse) the loopback Kubernetes control plane; k8s-down stops it"
+	@echo "               (options for up: make up UP_ARGS='--port 8001 --data-dir /tmp/pangeo')"
 
 $(VENV_STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
