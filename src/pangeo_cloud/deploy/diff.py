@@ -24,7 +24,7 @@ import yaml
 from pangeo_cloud.config import Deployment, Paths
 from pangeo_cloud.config.layering import SOPS_MASK, Layer, merge_all, values_layers
 from pangeo_cloud.deploy import cluster, helm
-from pangeo_cloud.deploy.sops import SopsDecryptor, plaintext_dir
+from pangeo_cloud.deploy.sops import SopsDecryptor
 from pangeo_cloud.deploy.tools import ToolError, find_tool, last_line, run
 
 MASK = "<masked>"
@@ -181,30 +181,23 @@ def render_stage(
 ) -> tuple[str, helm.ChartView]:
     """`helm template` with the deploy's values (written 0600 to a private temp dir)."""
     stage = deployment.stage(stage_name)
-    values = merge_all(layers)
-    with helm.chart_view(paths.chart) as view, plaintext_dir("pangeo-diff-") as tmp:
-        file = tmp.write("values.yaml", yaml.safe_dump(values, sort_keys=True))
-        args = [
-            find_tool("helm"),
-            "template",
-            stage.release,
-            str(view.path),
-            "--namespace",
-            stage.namespace,
-            "-f",
-            str(file),
-            *cluster.helm_context_args(stage.kube_context),
-        ]
-        if server:
-            args.append("--dry-run=server")
-        else:
-            args += ["--kube-version", f"{deployment.kubernetes_version}.0"]
-        if is_upgrade:
-            args.append("--is-upgrade")
-        result = run(args, check=False, timeout=300)
-    if result.returncode != 0:
-        raise ToolError(f"helm template failed: {last_line(result.stderr)}")
-    return result.stdout, view
+    extra = [*cluster.helm_context_args(stage.kube_context)]
+    if server:
+        extra.append("--dry-run=server")
+    if is_upgrade:
+        extra.append("--is-upgrade")
+    with helm.chart_view(paths.chart) as view:
+        stream = helm.template(
+            view,
+            merge_all(layers),
+            release=stage.release,
+            namespace=stage.namespace,
+            kube_version=None if server else deployment.kubernetes_version,
+            # `helm get manifest` holds no CRDs either: compare like with like.
+            include_crds=False,
+            extra_args=extra,
+        )
+    return stream, view
 
 
 def diff_stage(

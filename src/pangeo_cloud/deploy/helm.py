@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from pangeo_cloud.deploy.sops import plaintext_dir
 from pangeo_cloud.deploy.tools import ToolError, find_tool, run
 
 # Values that z2jh would otherwise generate with `lookup` + random (or read
@@ -81,17 +82,17 @@ def chart_view(chart: Path) -> Iterator[ChartView]:
         yield ChartView(copy, False, tuple(missing))
 
 
-def _values_file(directory: Path, values: dict[str, Any]) -> Path:
-    file = directory / "values.yaml"
-    file.write_text(yaml.safe_dump(values, sort_keys=True))
-    file.chmod(0o600)
-    return file
+@contextmanager
+def _values_file(values: dict[str, Any]) -> Iterator[Path]:
+    """The values as a 0600 file in a private directory removed on every exit path
+    (they may hold decrypted secrets)."""
+    with plaintext_dir("pangeo-values-") as tmp:
+        yield tmp.write("values.yaml", yaml.safe_dump(values, sort_keys=True))
 
 
 def lint(chart: ChartView, values: dict[str, Any], kube_version: str) -> str:
     """`helm lint --strict` with the merged values; raises ToolError on failure."""
-    with tempfile.TemporaryDirectory(prefix="pangeo-values-") as tmp:
-        file = _values_file(Path(tmp), values)
+    with _values_file(values) as file:
         result = run(
             [
                 find_tool("helm"),
@@ -108,26 +109,27 @@ def lint(chart: ChartView, values: dict[str, Any], kube_version: str) -> str:
 
 
 def template(
-    chart: ChartView, values: dict[str, Any], *, release: str, namespace: str, kube_version: str
+    chart: ChartView,
+    values: dict[str, Any],
+    *,
+    release: str,
+    namespace: str,
+    kube_version: str | None,
+    include_crds: bool = True,
+    extra_args: Sequence[str] = (),
 ) -> str:
-    """`helm template` with the merged values: the manifests as one YAML stream."""
-    with tempfile.TemporaryDirectory(prefix="pangeo-values-") as tmp:
-        file = _values_file(Path(tmp), values)
-        result = run(
-            [
-                find_tool("helm"),
-                "template",
-                release,
-                str(chart.path),
-                "--namespace",
-                namespace,
-                "-f",
-                str(file),
-                "--kube-version",
-                f"{kube_version}.0",
-                "--include-crds",
-            ]
-        )
+    """`helm template` with the merged values: the manifests as one YAML stream.
+
+    `kube_version` None leaves the API version to `extra_args` (e.g.
+    `--dry-run=server`, which asks the live cluster).
+    """
+    args = [find_tool("helm"), "template", release, str(chart.path), "--namespace", namespace]
+    if kube_version is not None:
+        args += ["--kube-version", f"{kube_version}.0"]
+    if include_crds:
+        args.append("--include-crds")
+    with _values_file(values) as file:
+        result = run([*args, "-f", str(file), *extra_args], timeout=300)
     return result.stdout
 
 
