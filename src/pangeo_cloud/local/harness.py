@@ -43,6 +43,10 @@ def up_command() -> list[str]:
     return [sys.executable, "-m", "pangeo_cloud.commands.up"]
 
 
+class SpawnFailed(RuntimeError):
+    """The hub gave up on a user's server (it is no longer starting or running)."""
+
+
 @dataclass
 class UpProcess:
     """One `pangeo-cloud up` subprocess (see the module docstring)."""
@@ -192,11 +196,29 @@ class HubUser:
         if resp.status_code >= 400:
             raise RuntimeError(f"spawn of {self.name} failed: HTTP {resp.status_code}")
 
-    def wait_ready(self, timeout: float = 180) -> None:
-        """Wait until the server answers as the browser sees it (after its OAuth login)."""
+    def server_model(self) -> dict[str, Any] | None:
+        """The hub's model of this user's default server; None when it has none.
+
+        Read through the hub's REST API with the login cookie (and the XSRF
+        header JupyterHub requires for cookie-authenticated API calls).
+        """
+        resp = self.session.get(
+            f"{self.base}/hub/api/user", headers={"X-XSRFToken": self._xsrf()}, timeout=30
+        )
+        resp.raise_for_status()
+        return (resp.json().get("servers") or {}).get("")
+
+    def wait_ready(self, timeout: float = 180, check_every: float = 2.0) -> None:
+        """Wait until the server answers as the browser sees it (after its OAuth login).
+
+        Raises :class:`SpawnFailed` as soon as the hub no longer has a server for
+        the user (it failed or was stopped): a failed spawn is reported, never
+        waited on.
+        """
         deadline = time.monotonic() + timeout
         url = f"{self.base}/user/{self.name}/api/status"
         page = f"{self.base}/user/{self.name}/lab"
+        next_check = time.monotonic() + check_every
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
                 resp = self.session.get(url, timeout=30)
@@ -204,5 +226,10 @@ class HubUser:
                     return
                 if resp.status_code == 403:  # running; the server's login cookie is missing
                     self.session.get(page, timeout=60)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + check_every
+                with contextlib.suppress(OSError):
+                    if self.server_model() is None:
+                        raise SpawnFailed(f"the hub stopped the server of {self.name}")
             time.sleep(0.2)
         raise RuntimeError(f"the server of {self.name} was not ready within {timeout} s")
