@@ -18,7 +18,9 @@ upstream's check runs. While it waits, the gateway reads what is pending (late
 heartbeats, the idle stop request). A scheduler that answers gets one more
 heartbeat timeout; one that refuses the connection, fails or does not answer
 within ``heartbeat_probe_timeout``, or that still sends no heartbeat after its
-extra timeout, is failed by upstream's check as before.
+extra timeout, is failed by upstream's check as before. The probes run inside
+upstream's timeout loop, so while one waits (at most ``heartbeat_probe_timeout``)
+the other start and heartbeat timeouts are checked a little later.
 
 Kubernetes needs none of this: ``KubeBackend`` has no heartbeat timeout (its
 heartbeats only set ``spec.replicas``); the controller derives Running, Stopped
