@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pangeo_cloud.local import processes
 from pangeo_cloud.ports import free_port
@@ -224,7 +225,10 @@ class HubUser:
                 resp = self.session.get(url, timeout=30)
                 if resp.status_code == 200:
                     return
-                if resp.status_code == 403:  # running; the server's login cookie is missing
+                served = urlsplit(resp.url).path.startswith(f"/user/{self.name}/")
+                if served and resp.status_code in (403, 404):
+                    # The server answered (not the hub's "not running" page) but
+                    # without its login cookie: jupyter-server says 403 or 404.
                     self.session.get(page, timeout=60)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + check_every
