@@ -22,7 +22,12 @@ from pangeo_cloud.gateway.policy import Policy
 SERVICE_NAME = "dask-gateway"
 
 AUTHENTICATOR = "dask_gateway_server.auth.JupyterHubAuthenticator"
-LOCAL_BACKEND = "dask_gateway_server.backends.local.UnsafeLocalBackend"
+# Upstream's backends plus per-user limits, clusters stopped with their
+# server and the admin API (pangeo_cloud.gateway.backend).
+BACKEND_CLASS = {
+    "kubernetes": "pangeo_cloud.gateway.kube.PangeoKubeBackend",
+    "local": "pangeo_cloud.gateway.backend.PangeoLocalBackend",
+}
 CONFIG_SECTION = {"kubernetes": "KubeClusterConfig", "local": "LocalClusterConfig"}
 
 
@@ -86,7 +91,10 @@ def configure(c: Any, settings: dict | None, backend: str) -> Policy:
         auth.jupyterhub_service_name = SERVICE_NAME
     auth.use_service_access_scopes = True
 
+    # Replaces the chart's KubeBackend (its c.KubeBackend settings still apply:
+    # ours is a subclass). The backend reads the same settings as the handler.
+    c.DaskGateway.backend_class = BACKEND_CLASS[backend]
+    c.PangeoBackendMixin.settings = settings or {}
     if backend == "local":
-        c.DaskGateway.backend_class = LOCAL_BACKEND
         c.DaskGateway.authenticator_class = AUTHENTICATOR
     return policy
