@@ -53,7 +53,7 @@ from pangeo_cloud.gateway.policy import GIB, Policy, UserLimits
 
 FREE_HINT = (
     "Stop clusters you no longer need: Gateway().list_clusters() lists them, "
-    "cluster.close() (or Gateway().stop_cluster(name)) stops one."
+    "Gateway().stop_cluster(name) stops one (cluster.close() stops one this session created)."
 )
 ADMIN_PREFIX = "/api/v1/admin/clusters"
 ADMIN_SCOPE = "admin:servers"
@@ -143,18 +143,19 @@ def refusal(limits: UserLimits, in_use: Usage, new: Usage) -> str | None:
     total = in_use + new
     checks = [
         (limits.clusters, total.clusters, f"{limits.clusters} running clusters"),
-        (limits.cores, total.cores, f"{limits.cores} cores"),
+        (limits.cores, total.cores, f"{limits.cores:g} cores"),
         (
             None if limits.memory_gib is None else limits.memory_gib * GIB,
             total.memory,
-            f"{limits.memory_gib} GiB of memory",
+            f"{limits.memory_gib:g} GiB of memory",
         ),
     ]
     for limit, value, text in checks:
         if limit is not None and value > limit:
             return (
-                f"Cannot start another Dask cluster: your limit is {text} across all your "
-                f"clusters; in use: {in_use.describe()}; a new cluster's scheduler needs "
+                f"Cannot start another Dask cluster: it would exceed your limit of {text} "
+                f"(summed over all your clusters); in use: {in_use.describe()}; a new "
+                f"cluster's scheduler needs "
                 f"{new.cores:g} core(s) and {new.memory / GIB:.3g} GiB. {FREE_HINT}"
             )
     return None
