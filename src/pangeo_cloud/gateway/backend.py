@@ -177,6 +177,8 @@ class PangeoLocalClusterConfig(PangeoClusterConfigMixin, LocalClusterConfig):
 @web.middleware
 async def _warnings_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Add the backend's warnings (capped scale/adapt) to the JSON answer's `msg`."""
+    if request.method != "POST" or not request.path.endswith(("/scale", "/adapt")):
+        return await handler(request)
     token = _WARNINGS.set([])
     try:
         response = await handler(request)
