@@ -484,3 +484,17 @@ class PangeoLocalBackend(PangeoBackendMixin, UnsafeLocalBackend):
     def backend_worker_count(self, cluster_name: str) -> int:
         cluster = self.db.get_cluster(cluster_name)
         return 0 if cluster is None else int(cluster.count)
+
+    def get_env(self, cluster: Any) -> dict[str, str]:
+        """As in a pod, the cluster's environment wins over what the gateway passes on.
+
+        Upstream lets the gateway's own PATH, PYTHONPATH ... replace the cluster's,
+        so e.g. a user's PYTHONPATH for packages a PipInstall plugin puts in a
+        directory of theirs would be ignored locally but not on Kubernetes.
+        """
+        env = super().get_env(cluster)
+        configured = cluster.config.environment
+        for key in self.inherited_environment:
+            if key in configured:
+                env[key] = configured[key]
+        return env

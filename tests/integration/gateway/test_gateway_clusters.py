@@ -26,6 +26,7 @@ pytestmark = [
     ),
 ]
 
+
 def test_cluster_with_options_scales_computes_and_sees_scratch(federation):
     def environment():  # local, so that cloudpickle ships it by value
         import os
