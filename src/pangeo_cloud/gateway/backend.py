@@ -18,7 +18,7 @@ backend (:class:`PangeoLocalBackend` here, ``PangeoKubeBackend`` in
   asks the hub which users have a running or pending server and stops the
   clusters of everyone else, except clusters created with
   ``keep_after_server_stops=True`` (still stopped by the idle timeout).
-- **an admin API** under ``/api/v1/admin/clusters`` (list with usage, stop) for
+- **an admin API** under ``/api/v1/admin/clusters/`` (list with usage, stop) for
   tokens that may stop any user's server (``admin:servers``): ``pangeo-cloud
   clusters`` uses it.
 
@@ -226,7 +226,7 @@ class PangeoBackendMixin(LoggingConfigurable):
         self._requested: dict[str, int] = {}  # cluster -> workers of a scale not yet reported
         self._new_usage: dict[str, Usage] = {}  # user -> the cluster being created
         app.middlewares.append(_warnings_middleware)
-        app.router.add_get(ADMIN_PREFIX, api_handler(self._admin_list))
+        app.router.add_get(ADMIN_PREFIX + "/", api_handler(self._admin_list))
         app.router.add_delete(ADMIN_PREFIX + "/{cluster_name}", api_handler(self._admin_stop))
         await super().setup(app)
         self._server_task = asyncio.ensure_future(self._server_loop())
@@ -429,15 +429,15 @@ class PangeoBackendMixin(LoggingConfigurable):
 
     async def _check_admin(self, request: web.Request) -> None:
         """Allow tokens that may stop any user's server (hub admins, admin services)."""
-        token = self.parent.authenticator.get_token(request)
-        if token is None:
-            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "jupyterhub"})
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme not in ("token", "jupyterhub") or not token:
+            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "token"})
         url, _ = self._hub()
         async with self.session.get(
             f"{url}/user", headers={"Authorization": f"token {token}"}
         ) as resp:
             if resp.status >= 400:
-                raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "jupyterhub"})
+                raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "token"})
             model = await resp.json()
         if ADMIN_SCOPE not in (model.get("scopes") or []):
             raise web.HTTPForbidden(reason=f"the admin cluster API needs the {ADMIN_SCOPE} scope")
