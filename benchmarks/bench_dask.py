@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         # The gateway stops the clusters of users without a running server.
         owner = HubUser(up.url, "bench", up.password)
         owner.login()
-        owner.spawn()
+        owner.spawn((owner.profiles() or [None])[0])  # the spawn form's first size
         owner.wait_ready()
         spec = {
             "address": f"{up.url}services/dask-gateway",

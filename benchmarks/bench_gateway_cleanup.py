@@ -87,13 +87,14 @@ def cleanup_latency(work: Path, repeat: int) -> tuple[list[float], list[float], 
         )
         user = HubUser(up.url, "bench", up.password)
         user.login()
+        profile = (user.profiles() or [None])[0]  # the spawn form's first (default) size
         gateway = Gateway(
             address=f"{up.url}services/dask-gateway",
             proxy_address=f"gateway://127.0.0.1:{rt['ports']['gateway']}",
             auth=JupyterHubAuth(api_token=user_token(up, "bench")),
         )
         for i in range(repeat):
-            user.spawn()
+            user.spawn(profile)
             user.wait_ready()
             names = start_clusters(gateway, N_CLUSTERS)
             t0 = time.monotonic()
