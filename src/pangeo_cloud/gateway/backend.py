@@ -67,6 +67,11 @@ _WARNINGS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
 )
 
 
+def _gib(nbytes: float) -> str:
+    """Bytes as GiB for people: 2 GiB -> "2", 1.5 GiB -> "1.5", 1 TiB -> "1024"."""
+    return f"{round(nbytes / GIB, 2):g}"
+
+
 @dataclass(frozen=True)
 class Usage:
     """What some clusters use: count, cores, memory (bytes), workers."""
@@ -87,7 +92,7 @@ class Usage:
     def describe(self) -> str:
         return (
             f"{self.clusters} cluster(s), {self.cores:g} cores, "
-            f"{self.memory / GIB:.3g} GiB, {self.workers} worker(s)"
+            f"{_gib(self.memory)} GiB, {self.workers} worker(s)"
         )
 
 
@@ -156,7 +161,7 @@ def refusal(limits: UserLimits, in_use: Usage, new: Usage) -> str | None:
                 f"Cannot start another Dask cluster: it would exceed your limit of {text} "
                 f"(summed over all your clusters); in use: {in_use.describe()}; a new "
                 f"cluster's scheduler needs "
-                f"{new.cores:g} core(s) and {new.memory / GIB:.3g} GiB. {FREE_HINT}"
+                f"{new.cores:g} core(s) and {_gib(new.memory)} GiB. {FREE_HINT}"
             )
     return None
 

@@ -31,6 +31,9 @@ def test_usage_counts_the_scheduler_and_the_workers():
     assert cluster_usage(CONFIG, 3) == Usage(clusters=1, cores=7, memory=14 * GIB, workers=3)
     assert cluster_usage(CONFIG, 3) + cluster_usage(CONFIG, 0) == Usage(2, 8, 16 * GIB, 3)
     assert Usage(2, 8, 16 * GIB, 3).describe() == "2 cluster(s), 8 cores, 16 GiB, 3 worker(s)"
+    assert Usage(9, 200, 1024 * GIB + GIB // 2, 40).describe() == (
+        "9 cluster(s), 200 cores, 1024.5 GiB, 40 worker(s)"
+    )
 
 
 def test_limits_travel_with_the_cluster_config():
