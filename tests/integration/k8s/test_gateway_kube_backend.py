@@ -95,6 +95,7 @@ def test_concurrent_requests_cannot_pass_the_last_slot_on_kubernetes(
 
     address, log = kube_gateway
     gateways = [Gateway(address=address, auth=BasicAuth(username="kate")) for _ in range(4)]
+    other = results = refusals = None
 
     def submit(gateway):
         try:
@@ -135,5 +136,6 @@ def test_concurrent_requests_cannot_pass_the_last_slot_on_kubernetes(
     finally:
         for gateway in gateways:
             gateway.close()
-        del gateways, other
+        # The refusals' tracebacks hold clients too.
+        gateways = other = results = refusals = None
         gc.collect()  # collect the closed clients here, under this test's warning filter
