@@ -2,7 +2,8 @@
 
 In Kubernetes the chart's generated ``gateway.extraConfig`` calls
 ``configure(c, settings, backend="kubernetes")`` after the chart's own config
-(backend class, authenticator, image and resources from values). Locally,
+(authenticator, image and resources from values); it replaces the chart's
+KubeBackend with our subclass (:mod:`pangeo_cloud.gateway.kube`). Locally,
 `pangeo-cloud up` and the tests call ``configure(c, settings, backend="local")``
 and add only addresses and the hub's API URL/token.
 """
