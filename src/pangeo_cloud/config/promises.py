@@ -178,6 +178,49 @@ class _Checker:
             )
 
     # --- profiles ------------------------------------------------------------
+    def gateway_user_limits(self) -> None:
+        """Every user's clusters are capped in total, and one full-size cluster fits."""
+        g = ("jupyterhub", "custom", "pangeo", "gateway")
+        pairs = {
+            "userMaxClusters": None,
+            "userMaxCores": "clusterMaxCores",
+            "userMaxMemoryGiB": "clusterMaxMemoryGiB",
+            "userMaxWorkers": "clusterMaxWorkers",
+        }
+        for key in pairs:
+            value = self.get(*g, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                self.fail(
+                    (*g, key),
+                    f"every user's clusters must be capped in total: set a positive number, "
+                    f"got {value!r}",
+                )
+        # The defaults, then each group with the defaults it does not replace.
+        groups = self.get(*g, "groupLimits", default={}) or {}
+        entries = [(g, {})] + [
+            ((*g, "groupLimits", name), entry if isinstance(entry, dict) else {})
+            for name, entry in groups.items()
+        ]
+        for path, entry in entries:
+            for key, cluster_key in pairs.items():
+                if cluster_key is None:
+                    continue
+                total = entry.get(key, self.get(*g, key))
+                cap = entry.get(cluster_key, self.get(*g, cluster_key))
+                numbers = all(
+                    isinstance(v, int | float) and not isinstance(v, bool) for v in (total, cap)
+                )
+                if not numbers or total >= cap:
+                    continue
+                # Name the key this entry sets (a group raising a cap, or lowering a total).
+                culprit = key if key in entry or cluster_key not in entry else cluster_key
+                where = (*path, culprit) if culprit in entry else (*g, culprit)
+                self.fail(
+                    where,
+                    f"{key} {total:g} is below {cluster_key} {cap:g}: no cluster could reach "
+                    "its cap",
+                )
+
     def dask_placement(self) -> None:
         """Schedulers and workers are pinned to declared pools they tolerate and fit in."""
         if not self.d.node_pools:
@@ -428,6 +471,7 @@ CHECKS: dict[str, Callable[[_Checker], None]] = {
     "homes": _Checker.homes,
     "culling": _Checker.culling,
     "gateway": _Checker.gateway,
+    "gateway-user-limits": _Checker.gateway_user_limits,
     "dask-placement": _Checker.dask_placement,
     "profiles": _Checker.profiles,
     "login": _Checker.login,

@@ -1,5 +1,7 @@
-"""`validate` keeps Dask schedulers and workers on declared, tolerated, big-enough pools.
+"""`validate`'s Dask promises: pools for schedulers and workers, per-user totals.
 
+Schedulers and workers run on declared node pools they tolerate and fit in;
+every user's clusters are capped in total, never below one cluster's caps.
 Each test breaks one thing in a copy of the repository and checks the message
 names the file, line and key path to fix.
 """
@@ -104,3 +106,55 @@ def test_bad_taint_is_a_located_error(repo_copy, edit_yaml, taint):
     line = next(i for i, text in enumerate(lines, 1) if "taints:" in text)
     assert f"deployment.yaml:{line}: nodePools[1].taints[0]" in message
     assert "must be key=value:Effect" in message
+
+
+def _prod(paths: Paths) -> Path:
+    return paths.deployments / "gcp-us-central1-b" / "values" / "prod.yaml"
+
+
+GATEWAY = "jupyterhub.custom.pangeo.gateway"
+
+
+@pytest.mark.parametrize(
+    ("snippet", "needle"),
+    [
+        (
+            "userMaxCores: 50",
+            f"{GATEWAY}.userMaxCores: userMaxCores 50 is below clusterMaxCores 80",
+        ),
+        (
+            "groupLimits: {org:power: {clusterMaxWorkers: 100}}",
+            f"{GATEWAY}.groupLimits.org:power.clusterMaxWorkers: userMaxWorkers 50 is below "
+            "clusterMaxWorkers 100",
+        ),
+    ],
+)
+def test_user_totals_are_capped_and_fit_a_cluster(repo_copy, snippet, needle):
+    path = _prod(repo_copy)
+    path.write_text(
+        path.read_text() + f"  custom:\n    pangeo:\n      gateway:\n        {snippet}\n"
+    )
+    errors = _promise_failures(repo_copy)
+    matching = [e for e in errors if needle in e]
+    assert matching, errors
+    assert all("prod.yaml:" in e for e in matching), matching
+
+
+def test_user_totals_must_be_set(repo_copy, edit_yaml):
+    values = repo_copy.root / "helm-chart" / "pangeo-cloud" / "values.yaml"
+    edit_yaml(values, "        userMaxClusters: 4\n", "")
+    errors = _promise_failures(repo_copy)
+    assert any(
+        f"{GATEWAY}.userMaxClusters: every user's clusters must be capped in total: set a "
+        "positive number, got None" in e
+        for e in errors
+    ), errors
+
+
+def test_a_group_raising_both_passes(repo_copy):
+    path = _prod(repo_copy)
+    path.write_text(
+        path.read_text() + "  custom:\n    pangeo:\n      gateway:\n        groupLimits:\n"
+        "          org:power: {clusterMaxWorkers: 100, userMaxWorkers: 200}\n"
+    )
+    assert not [e for e in _promise_failures(repo_copy) if "userMaxWorkers" in e]
