@@ -47,12 +47,14 @@ def parse_quantity(value: Any) -> float:
 
 @dataclass(frozen=True)
 class NodePool:
-    """A pool of nodes user servers may land on, with its allocatable size."""
+    """A pool of nodes user servers or Dask pods may land on, with its allocatable size."""
 
     name: str
     cpu: float
     memory: float  # bytes
     labels: dict[str, str]
+    # Node taints as key=value:Effect; only pods that tolerate them land there.
+    taints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,10 @@ _CLUSTER = {
     "kubernetesVersion": True,
     "account": False,
 }
-_POOL = {"name": True, "cpu": True, "memory": True, "labels": False}
+_POOL = {"name": True, "cpu": True, "memory": True, "labels": False, "taints": False}
+_TAINT = re.compile(
+    r"^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$"
+)
 _STAGE = {
     "release": True,
     "namespace": True,
@@ -192,12 +197,23 @@ def _read_pools(r: _Reader, raw: Any) -> tuple[NodePool, ...]:
         labels = item.get("labels") or {}
         if not isinstance(labels, dict):
             raise r.doc.error((*p, "labels"), "must be a mapping of node label to value")
+        taints = item.get("taints") or []
+        if not isinstance(taints, list):
+            raise r.doc.error((*p, "taints"), "must be a list of key=value:Effect strings")
+        for j, taint in enumerate(taints):
+            if not isinstance(taint, str) or not _TAINT.match(taint):
+                raise r.doc.error(
+                    (*p, "taints", j),
+                    f"must be key=value:Effect (Effect: NoSchedule, PreferNoSchedule or "
+                    f"NoExecute), got {taint!r}",
+                )
         pools.append(
             NodePool(
                 name=r.string(item["name"], (*p, "name")),
                 cpu=r.number(item["cpu"], (*p, "cpu")),
                 memory=r.quantity(item["memory"], (*p, "memory")),
                 labels={str(k): str(v) for k, v in labels.items()},
+                taints=tuple(taints),
             )
         )
     return tuple(pools)

@@ -190,6 +190,99 @@ class _Checker:
             )
 
     # --- profiles ------------------------------------------------------------
+    def gateway_user_limits(self) -> None:
+        """Every user's clusters are capped in total, and one full-size cluster fits."""
+        g = ("jupyterhub", "custom", "pangeo", "gateway")
+        pairs = {
+            "userMaxClusters": None,
+            "userMaxCores": "clusterMaxCores",
+            "userMaxMemoryGiB": "clusterMaxMemoryGiB",
+            "userMaxWorkers": "clusterMaxWorkers",
+        }
+        for key in pairs:
+            value = self.get(*g, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                self.fail(
+                    (*g, key),
+                    f"every user's clusters must be capped in total: set a positive number, "
+                    f"got {value!r}",
+                )
+        # The defaults, then each group with the defaults it does not replace.
+        groups = self.get(*g, "groupLimits", default={}) or {}
+        entries = [(g, {})] + [
+            ((*g, "groupLimits", name), entry if isinstance(entry, dict) else {})
+            for name, entry in groups.items()
+        ]
+        for path, entry in entries:
+            for key, cluster_key in pairs.items():
+                if cluster_key is None:
+                    continue
+                total = entry.get(key, self.get(*g, key))
+                cap = entry.get(cluster_key, self.get(*g, cluster_key))
+                numbers = all(
+                    isinstance(v, int | float) and not isinstance(v, bool) for v in (total, cap)
+                )
+                if not numbers or total >= cap:
+                    continue
+                # Name the key this entry sets (a group raising a cap, or lowering a total).
+                culprit = key if key in entry or cluster_key not in entry else cluster_key
+                where = (*path, culprit) if culprit in entry else (*g, culprit)
+                self.fail(
+                    where,
+                    f"{key} {total:g} is below {cluster_key} {cap:g}: no cluster could reach "
+                    "its cap",
+                )
+
+    def dask_placement(self) -> None:
+        """Schedulers and workers are pinned to declared pools they tolerate and fit in."""
+        if not self.d.node_pools:
+            return  # e.g. local: no nodes declared
+        g = ("jupyterhub", "custom", "pangeo", "gateway")
+        backend = ("dask-gateway", "gateway", "backend")
+        worker_cpu = (self.get(*g, "workerCores", default={}) or {}).get("max")
+        worker_mem = (self.get(*g, "workerMemoryGiB", default={}) or {}).get("max")
+        worker_mem = worker_mem * 2**30 if isinstance(worker_mem, int | float) else None
+        scheduler_cpu = self.get(*backend, "scheduler", "cores", "limit")
+        try:
+            scheduler_mem = parse_quantity(self.get(*backend, "scheduler", "memory", "limit"))
+        except ValueError:
+            scheduler_mem = None
+        for role, cpu, mem in (
+            ("worker", worker_cpu, worker_mem),
+            ("scheduler", scheduler_cpu, scheduler_mem),
+        ):
+            self._dask_pool(role, cpu, mem)
+
+    def _dask_pool(self, role: str, cpu: Any, mem: float | None) -> None:
+        p = ("dask-gateway", "gateway", "backend", role, "extraPodConfig")
+        selector = self.get(*p, "nodeSelector", default={}) or {}
+        where = f"{self.d.directory.name}/deployment.yaml"
+        if not selector:
+            self.fail((*p, "nodeSelector"), f"pin Dask {role}s to a node pool declared in {where}")
+            return
+        pools = [pool for pool in self.d.node_pools if _matches(pool, selector)]
+        if not pools:
+            self.fail(
+                (*p, "nodeSelector"), f"node selector {selector} matches no node pool in {where}"
+            )
+        tolerations = self.get(*p, "tolerations", default=[]) or []
+        for pool in pools:
+            for taint in pool.taints:
+                if not _tolerated(taint, tolerations):
+                    self.fail(
+                        (*p, "tolerations"),
+                        f"node pool {pool.name!r} is tainted {taint}: add a toleration for it",
+                    )
+            what = "the largest worker a user may ask for" if role == "worker" else "the scheduler"
+            if isinstance(cpu, int | float) and cpu > pool.cpu:
+                self.fail(p, f"{what} ({cpu} CPU) exceeds node pool {pool.name!r} ({pool.cpu} CPU)")
+            if mem is not None and mem > pool.memory:
+                self.fail(
+                    p,
+                    f"{what} ({mem / 2**30:.1f} GiB) exceeds node pool {pool.name!r} "
+                    f"({pool.memory / 2**30:.1f} GiB)",
+                )
+
     def profiles(self) -> None:
         base = ("jupyterhub", "singleuser", "profileList")
         profiles = self.get(*base, default=[]) or []
@@ -361,6 +454,20 @@ def _matches(pool: NodePool, selector: dict[str, Any]) -> bool:
     return all(pool.labels.get(k) == str(v) for k, v in selector.items())
 
 
+def _tolerated(taint: str, tolerations: list[Any]) -> bool:
+    """Whether Kubernetes lets a pod with `tolerations` onto a node with `taint`."""
+    key_value, effect = taint.rsplit(":", 1)
+    key, _, value = key_value.partition("=")
+    for t in tolerations:
+        if not isinstance(t, dict) or t.get("effect") not in (None, "", effect):
+            continue
+        if t.get("operator") == "Exists" and t.get("key") in (None, "", key):
+            return True
+        if t.get("key") == key and str(t.get("value", "")) == value:
+            return True
+    return False
+
+
 def _strings(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -376,6 +483,8 @@ CHECKS: dict[str, Callable[[_Checker], None]] = {
     "homes": _Checker.homes,
     "culling": _Checker.culling,
     "gateway": _Checker.gateway,
+    "gateway-user-limits": _Checker.gateway_user_limits,
+    "dask-placement": _Checker.dask_placement,
     "profiles": _Checker.profiles,
     "login": _Checker.login,
     "scratch": _Checker.scratch,

@@ -4,7 +4,9 @@ JupyterHub starts ``python -m pangeo_cloud.local.gateway RUNTIME_FILE`` as the
 ``dask-gateway`` service, passing ``JUPYTERHUB_API_TOKEN``,
 ``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_SERVICE_NAME``, which the gateway's
 ``JupyterHubAuthenticator`` reads. The policy (options handler, limits, idle
-timeout, the service access scope) is :func:`pangeo_cloud.gateway.config.configure`
+timeout, the service access scope, and through ``PangeoLocalBackend`` the
+per-user limits and clusters stopped with their owner's server) is
+:func:`pangeo_cloud.gateway.config.configure`
 with ``backend="local"``: the same function the chart's generated extraConfig
 calls in the cluster. Only addresses and the scratch store's credentials are
 added here.
