@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pangeo_cloud.config import ConfigError, Deployment, Paths, load_deployment
+from pangeo_cloud.config.errors import error_list
 from pangeo_cloud.config.layering import Decryptor, Layer, merge, merge_all, values_layers
 from pangeo_cloud.config.manifests import load_crds, validate_manifests
 from pangeo_cloud.config.promises import check_promises
@@ -143,6 +144,8 @@ def check_manifests(ctx: StageContext) -> tuple[list[ConfigError], str]:
     )
 
 
+# Checks that render the chart: pointless once the values fail their schemas.
+RENDERING_CHECKS = {"helm-lint", "manifests"}
 CHECKS: list[tuple[str, Callable[[StageContext], tuple[list[ConfigError], str]]]] = [
     ("schemas", check_schemas),
     ("promises", check_promises_),
@@ -174,23 +177,52 @@ def validate_stage(
         ctx.layers = values_layers(deployment, stage, paths=paths, decrypt=decrypt)
         ctx.values = merge_all(ctx.layers)
     except ConfigError as exc:
+        emit(CheckResult(ctx.target, "values", False, [str(e) for e in error_list(exc)]))
+        return results
+    except ToolError as exc:  # sops could not decrypt (wrong key, MAC mismatch, ...)
         emit(CheckResult(ctx.target, "values", False, [str(exc)]))
         return results
     emit(
         CheckResult(ctx.target, "values", True, note=" < ".join(layer.name for layer in ctx.layers))
     )
+    schema_failed = False
     for name, check in CHECKS:
         if only is not None and name not in only:
             continue
-        try:
-            errors, note = check(ctx)
-        except (ConfigError, ToolError) as exc:
-            errors, note = [exc], ""
-        emit(CheckResult(ctx.target, name, not errors, [str(e) for e in errors], note))
-        if name == "schemas" and errors:
+        if schema_failed and name in RENDERING_CHECKS:
             # Rendering invalid values only repeats the same errors less clearly.
-            break
+            continue
+        errors, note = run_check(check, ctx)
+        scrub = _scrubber(ctx.layers)
+        emit(CheckResult(ctx.target, name, not errors, [scrub(str(e)) for e in errors], note))
+        schema_failed = schema_failed or (name == "schemas" and bool(errors))
     return results
+
+
+def run_check(
+    check: Callable[[StageContext], tuple[list[ConfigError], str]], ctx: StageContext
+) -> tuple[list[Any], str]:
+    """One check's errors and note; a crash is reported, never stops the other checks."""
+    try:
+        return check(ctx)
+    except ConfigError as exc:
+        return error_list(exc), ""
+    except ToolError as exc:
+        return [exc], ""
+    except Exception as exc:  # a bug of ours: say so, and let the other checks run
+        return [f"internal error: {type(exc).__name__}: {exc} (please report it)"], ""
+
+
+def _scrubber(layers: list[Layer]) -> Callable[[str], str]:
+    """Removes decrypted secret values from a message (schema messages quote values)."""
+    secrets = sorted({v for layer in layers for v in layer.secret_values}, key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        for value in secrets:
+            text = text.replace(value, "<secret>")
+        return text
+
+    return scrub
 
 
 def select_targets(selectors: list[str], paths: Paths) -> list[tuple[str, str | None]]:

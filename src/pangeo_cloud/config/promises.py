@@ -19,6 +19,7 @@ import yaml
 from pangeo_cloud.config.errors import ConfigError, format_key_path
 from pangeo_cloud.config.layering import Layer, origin
 from pangeo_cloud.config.model import Deployment, NodePool, parse_quantity
+from pangeo_cloud.config.yamlpos import dig
 
 KeyPath = tuple[str | int, ...]
 HOME_CAPACITY = "10Gi"
@@ -37,17 +38,6 @@ GATEWAY_ENV = (
     "DASK_GATEWAY__PUBLIC_ADDRESS",
     "DASK_GATEWAY__AUTH__TYPE",
 )
-
-
-def dig(values: Any, path: KeyPath, default: Any = None) -> Any:
-    for key in path:
-        in_map = isinstance(values, dict) and key in values
-        in_list = isinstance(values, list) and isinstance(key, int) and key < len(values)
-        if in_map or in_list:
-            values = values[key]
-        else:
-            return default
-    return values
 
 
 class _Checker:

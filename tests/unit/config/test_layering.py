@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from config_helpers import enc
 
 from pangeo_cloud.config import ConfigError, load_deployment, merged_values, values_layers
 from pangeo_cloud.config.layering import SOPS_MASK, merge, origin
@@ -100,13 +101,14 @@ def test_plaintext_secrets_file_is_refused(repo_copy, edit_yaml):
     assert "hunter2" not in str(info.value)
 
 
-def test_encrypted_values_are_masked_without_a_key(repo_copy, edit_yaml):
+def test_encrypted_values_are_masked_without_a_key(repo_copy, edit_yaml, fake_sops):
     deployment = _add_secrets(
         repo_copy,
         edit_yaml,
-        "jupyterhub:\n  hub:\n    config:\n      GitHubOAuthenticator:\n"
-        "        client_secret: ENC[AES256_GCM,data:abc,iv:def,tag:ghi,type:str]\n"
-        "sops:\n  version: 3.13.3\n  mac: ENC[AES256_GCM,data:x,type:str]\n",
+        fake_sops(
+            "jupyterhub:\n  hub:\n    config:\n      GitHubOAuthenticator:\n"
+            f"        client_secret: {enc('s')}\n"
+        ),
     )
     values = merged_values(deployment, "prod", paths=repo_copy)
     gh = values["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
@@ -114,8 +116,8 @@ def test_encrypted_values_are_masked_without_a_key(repo_copy, edit_yaml):
     assert "sops" not in values
 
 
-def test_decryptor_output_is_layered(repo_copy, edit_yaml):
-    deployment = _add_secrets(repo_copy, edit_yaml, "a: ENC[x]\nsops: {version: 1}\n")
+def test_decryptor_output_is_layered(repo_copy, edit_yaml, fake_sops):
+    deployment = _add_secrets(repo_copy, edit_yaml, fake_sops(f"a_token: {enc('a')}\n"))
     seen = []
 
     def decrypt(path):
