@@ -32,7 +32,6 @@ from pangeo_cloud.config.secrets import (
 from pangeo_cloud.config.wiring import stage_wiring
 from pangeo_cloud.config.yamlpos import Document, KeyPath, dig, load_yaml
 
-
 # Decrypts a sops file to its plaintext YAML text.
 Decryptor = Callable[[Path], str]
 

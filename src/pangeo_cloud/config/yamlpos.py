@@ -181,9 +181,7 @@ def _hint(problem: str, text: str, line: int | None) -> str:
     if "\t" in problem or "\t" in source[: len(source) - len(source.lstrip())]:
         return "a tab character: indent with spaces, not tabs"
     if "mapping values are not allowed" in problem:
-        return (
-            f"{problem}: check this line's indentation, or quote a value that contains ': '"
-        )
+        return f"{problem}: check this line's indentation, or quote a value that contains ': '"
     if "could not find expected ':'" in problem or "expected <block end>" in problem:
         return f"{problem}: check the indentation (keys of one mapping line up)"
     if "another document" in problem:
@@ -203,9 +201,7 @@ def _syntax_error(path: Path, text: str, exc: MarkedYAMLError) -> ConfigError:
         )
     mark = exc.problem_mark
     line = mark.line + 1 if mark is not None else None
-    return ConfigError(
-        f"invalid YAML: {_hint(str(exc.problem), text, line)}", file=path, line=line
-    )
+    return ConfigError(f"invalid YAML: {_hint(str(exc.problem), text, line)}", file=path, line=line)
 
 
 def load_yaml(path: Path | str, *, text: str | None = None) -> Document:
