@@ -14,9 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pangeo_cloud.config import ConfigError, Deployment, Paths, load_deployment
-from pangeo_cloud.config.errors import error_list
-from pangeo_cloud.config.layering import Decryptor, Layer, merge, merge_all, values_layers
+from pangeo_cloud.config import ConfigError, Deployment, Paths, load_deployment, traits
+from pangeo_cloud.config.errors import error_list, format_key_path
+from pangeo_cloud.config.layering import (
+    Decryptor,
+    Layer,
+    merge,
+    merge_all,
+    origin,
+    values_layers,
+)
 from pangeo_cloud.config.manifests import load_crds, validate_manifests
 from pangeo_cloud.config.promises import check_promises
 from pangeo_cloud.config.schemas import (
@@ -124,6 +131,30 @@ def check_promises_(ctx: StageContext) -> tuple[list[ConfigError], str]:
     return errors, ""
 
 
+def check_traits(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    """Pass-through config (hub.config, kubespawner_override, gateway) vs the real classes."""
+    errors: list[ConfigError] = []
+    notes = []
+    for what, check, versions in (
+        ("hub", traits.hub_problems, traits.hub_classes),
+        ("gateway", traits.gateway_problems, traits.gateway_classes),
+    ):
+        try:
+            problems = check(ctx.values)
+        except traits.Unavailable as exc:
+            notes.append(f"{what}: skipped: its packages are not installed ({exc})")
+            continue
+        notes.append(f"{what}: {versions().versions}")
+        for problem in problems:
+            file, line = origin(ctx.layers, problem.path)
+            errors.append(
+                ConfigError(
+                    problem.message, file=file, line=line, key_path=format_key_path(problem.path)
+                )
+            )
+    return errors, "; ".join(notes)
+
+
 def check_lint(ctx: StageContext) -> tuple[list[ConfigError], str]:
     with helm.chart_view(ctx.paths.chart) as view:
         helm.lint(view, render_values(ctx), ctx.deployment.kubernetes_version)
@@ -149,6 +180,7 @@ RENDERING_CHECKS = {"helm-lint", "manifests"}
 CHECKS: list[tuple[str, Callable[[StageContext], tuple[list[ConfigError], str]]]] = [
     ("schemas", check_schemas),
     ("promises", check_promises_),
+    ("traits", check_traits),
     ("helm-lint", check_lint),
     ("manifests", check_manifests),
 ]
@@ -186,6 +218,7 @@ def validate_stage(
         CheckResult(ctx.target, "values", True, note=" < ".join(layer.name for layer in ctx.layers))
     )
     schema_failed = False
+    reported: set[tuple[str, int | None, str | None]] = set()
     for name, check in CHECKS:
         if only is not None and name not in only:
             continue
@@ -193,10 +226,22 @@ def validate_stage(
             # Rendering invalid values only repeats the same errors less clearly.
             continue
         errors, note = run_check(check, ctx)
+        errors = [e for e in errors if _first_report(e, reported)]
         scrub = _scrubber(ctx.layers)
         emit(CheckResult(ctx.target, name, not errors, [scrub(str(e)) for e in errors], note))
         schema_failed = schema_failed or (name == "schemas" and bool(errors))
     return results
+
+
+def _first_report(error: Any, reported: set[tuple[str, int | None, str | None]]) -> bool:
+    """False for a located error whose spot an earlier check already reported (once each)."""
+    if not isinstance(error, ConfigError) or error.key_path is None:
+        return True
+    spot = (str(error.file), error.line, error.key_path)
+    if spot in reported:
+        return False
+    reported.add(spot)
+    return True
 
 
 def run_check(

@@ -99,10 +99,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def schema_errors(
     values: Any, schema: dict[str, Any], prefix: tuple[str | int, ...], layers: list[Layer]
 ) -> list[ConfigError]:
-    """Every violation of `schema`, located in the file and line that set it."""
+    """Every violation of `schema`, located in the file and line that set it.
+
+    Items of one list that fail the same way on the same line (a flow list
+    like `[1, 2, 3]`) are reported once, at the list.
+    """
     validator_cls = jsonschema.validators.validator_for(schema)
     validator = validator_cls(schema)
-    errors = []
+    errors: list[ConfigError] = []
+    # (file, line, validator, list path) -> [first error of the group, repeats]
+    groups: dict[tuple[Any, ...], list[Any]] = {}
     for error in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.path))):
         key_path = (*prefix, *error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -110,9 +116,20 @@ def schema_errors(
             if extra:
                 key_path = (*key_path, extra[0])
         file, line = origin(layers, key_path)
-        errors.append(
-            ConfigError(_describe(error), file=file, line=line, key_path=format_key_path(key_path))
+        found = ConfigError(
+            _describe(error), file=file, line=line, key_path=format_key_path(key_path)
         )
+        if key_path and isinstance(key_path[-1], int):
+            group = (str(file), line, error.validator, key_path[:-1])
+            if group in groups:
+                groups[group][1] += 1
+                continue
+            groups[group] = [found, 0]
+        errors.append(found)
+    for (_, _, _, parent), (first, repeats) in groups.items():
+        if repeats:
+            first.key_path = format_key_path(parent)
+            first.message += f" (and {repeats} more items of this list on the same line)"
     return errors
 
 
