@@ -283,6 +283,63 @@ def select_targets(selectors: list[str], paths: Paths) -> list[tuple[str, str | 
     return out
 
 
+def _cluster(deployment: Deployment, stage: str) -> tuple[Any, ...]:
+    """What identifies the cluster a stage deploys to (its kube context when given)."""
+    st = deployment.stage(stage)
+    if st.kube_context:
+        return ("context", st.kube_context)
+    c = deployment.cluster
+    return (
+        deployment.cloud,
+        c.get("name"),
+        c.get("project") or c.get("account"),
+        c.get("region"),
+        c.get("zone"),
+    )
+
+
+def shared_releases(deployments: list[Deployment]) -> dict[str, ConfigError]:
+    """deployment/stage -> error, for stages that reuse another deployment's release.
+
+    Two deployments on the same cluster (same kube context, or same cloud,
+    cluster name, project/account and location) may not use the same release in
+    the same namespace: each deploy would overwrite the other.
+    """
+    owners: dict[tuple[Any, ...], str] = {}
+    errors: dict[str, ConfigError] = {}
+    for deployment in deployments:
+        for name, st in deployment.stages.items():
+            key = (*_cluster(deployment, name), st.release, st.namespace)
+            target = f"{deployment.name}/{name}"
+            other = owners.setdefault(key, target)
+            if other != target and other.split("/")[0] != deployment.name:
+                errors[target] = (deployment.source or _no_doc(deployment)).error(
+                    ("stages", name, "release"),
+                    f"release {st.release!r} in namespace {st.namespace!r} on this cluster "
+                    f"is already stage {other}: one deploy would overwrite the other; "
+                    "use another release name or namespace",
+                )
+    return errors
+
+
+def _no_doc(deployment: Deployment) -> Any:
+    from pangeo_cloud.config.yamlpos import Document
+
+    return Document(deployment.directory / "deployment.yaml", None)
+
+
+def _load_all(paths: Paths) -> list[Deployment]:
+    from pangeo_cloud.config import list_deployments
+
+    out = []
+    for name in list_deployments(paths):
+        try:
+            out.append(load_deployment(name, paths))
+        except ConfigError:
+            continue  # reported when that deployment is validated
+    return out
+
+
 def validate_all(
     selectors: list[str],
     paths: Paths,
@@ -293,26 +350,31 @@ def validate_all(
     only: set[str] | None = None,
 ) -> list[CheckResult]:
     results: list[CheckResult] = []
+
+    def emit(result: CheckResult) -> None:
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    conflicts = shared_releases(_load_all(paths))
     for name, stage in select_targets(selectors, paths):
         try:
             deployment = load_deployment(name, paths)
             stages = [deployment.stage(stage).name] if stage else list(deployment.stages)
         except ConfigError as exc:
-            result = CheckResult(f"{name}/{stage or '*'}", "deployment", False, [str(exc)])
-            results.append(result)
-            if on_result:
-                on_result(result)
+            emit(CheckResult(f"{name}/{stage or '*'}", "deployment", False, [str(exc)]))
             continue
         for st in stages:
-            ok = CheckResult(
-                f"{name}/{st}",
-                "deployment",
-                True,
-                note=str(Path(deployment.directory.name) / "deployment.yaml"),
+            conflict = conflicts.get(f"{name}/{st}")
+            emit(
+                CheckResult(
+                    f"{name}/{st}",
+                    "deployment",
+                    conflict is None,
+                    [str(conflict)] if conflict else [],
+                    note=str(Path(deployment.directory.name) / "deployment.yaml"),
+                )
             )
-            results.append(ok)
-            if on_result:
-                on_result(ok)
             results += validate_stage(
                 deployment,
                 st,
