@@ -9,6 +9,7 @@ Helm does, each subchart's schema is applied to its defaults merged with ours.
 
 from __future__ import annotations
 
+import functools
 import json
 import tarfile
 from dataclasses import dataclass
@@ -62,6 +63,20 @@ def _from_directory(directory: Path, name: str, version: str) -> UpstreamChart:
     return UpstreamChart(name, version, values, schema, str(directory), version)
 
 
+@functools.lru_cache(maxsize=16)
+def _load_cached(source: Path, mtime_ns: int, name: str, version: str) -> UpstreamChart:
+    """Parsing the upstream schemas takes most of a check's time: once per file version."""
+    if source.is_file():
+        return _from_archive(source, name, version)
+    return _from_directory(source, name, version)
+
+
+@functools.lru_cache(maxsize=16)
+def _validator(schema_json: str) -> Any:
+    schema = json.loads(schema_json)
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
 def find_upstream(
     name: str, version: str, paths: Paths, explicit: str | Path | None = None
 ) -> UpstreamChart:
@@ -70,10 +85,11 @@ def find_upstream(
     for base in paths.upstream_dirs(explicit):
         archive = base / f"{name}-{version}.tgz"
         if archive.is_file():
-            return _from_archive(archive, name, version)
+            return _load_cached(archive, archive.stat().st_mtime_ns, name, version)
         directory = base / f"{name}-{version}"
         if (directory / "values.yaml").is_file():
-            return _from_directory(directory, name, version)
+            mtime = (directory / "values.yaml").stat().st_mtime_ns
+            return _load_cached(directory, mtime, name, version)
         tried.append(str(base))
     raise ConfigError(
         f"no values schema for {name} {version}: looked in {', '.join(tried)}; run "
@@ -104,8 +120,7 @@ def schema_errors(
     Items of one list that fail the same way on the same line (a flow list
     like `[1, 2, 3]`) are reported once, at the list.
     """
-    validator_cls = jsonschema.validators.validator_for(schema)
-    validator = validator_cls(schema)
+    validator = _validator(json.dumps(schema, sort_keys=True))
     errors: list[ConfigError] = []
     # (file, line, validator, list path) -> [first error of the group, repeats]
     groups: dict[tuple[Any, ...], list[Any]] = {}

@@ -125,8 +125,14 @@ def gateway_classes() -> Classes:
     return load_classes(GATEWAY_MODULES, GATEWAY_PACKAGES)
 
 
+@functools.cache
 def _config_traits(cls: type) -> dict[str, Any]:
     return cls.class_traits(config=True)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _all_traits(cls: type) -> dict[str, Any]:
+    return cls.class_traits()  # type: ignore[attr-defined]
 
 
 def _subclass_has(classes: Classes, cls: type, name: str) -> bool:
@@ -172,7 +178,7 @@ def check_section(
         ]
     if not isinstance(settings, dict):
         return [Problem(path, f"must be a mapping of {section} options")]
-    traits = cls.class_traits() if any_trait else _config_traits(cls)  # type: ignore[attr-defined]
+    traits = _all_traits(cls) if any_trait else _config_traits(cls)
     problems = []
     for name, value in settings.items():
         trait = traits.get(name)
@@ -250,6 +256,8 @@ def gateway_problems(values: dict[str, Any]) -> list[Problem]:
         configure(config, settings if isinstance(settings, dict) else None, backend="kubernetes")
     except ValueError as exc:
         return [Problem(base, f"the gateway would refuse to start: {exc}")]
+    except Exception as exc:  # the gateway would crash the same way at start
+        return [Problem(base, f"the gateway would fail to start: {type(exc).__name__}: {exc}")]
     problems = []
     for section, options in config.items():
         for p in check_section(classes, section, dict(options), ("dask-gateway", section)):
