@@ -57,10 +57,11 @@ class SopsRule:
         return cls(source, **{k: str(raw[k]) for k in _RULE_KEYS if raw.get(k)})
 
     def describe(self) -> str:
-        for key in _RULE_KEYS:
+        for key in ("encrypted_regex", "encrypted_suffix", "unencrypted_regex"):
             if getattr(self, key):
                 return f"{key} {getattr(self, key)!r} of {self.source}"
-        return f"{self.source} (no *_regex/*_suffix: every value is encrypted)"
+        suffix = self.unencrypted_suffix or DEFAULT_UNENCRYPTED_SUFFIX
+        return f"{self.source} (every value is encrypted, except under keys ending in {suffix})"
 
     def encrypts(self, keys: list[str]) -> bool:
         """Whether sops encrypts a leaf reached through mapping keys `keys`."""

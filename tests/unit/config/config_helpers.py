@@ -18,7 +18,11 @@ def enc(seed: str, size: int = 24, kind: str = "str") -> str:
     return f"ENC[AES256_GCM,data:{b64('d', size)},iv:{b64('i', 32)},tag:{b64('t', 16)},type:{kind}]"
 
 
-def sops_block(mac: str | None = None, extra: str = "") -> str:
+def sops_block(
+    mac: str | None = None,
+    extra: str = "",
+    rule: str = "  encrypted_regex: ^(client_id|client_secret|apiToken|.*[Tt]oken|.*[Ss]ecret)$\n",
+) -> str:
     """The `sops:` metadata block of a file encrypted to the operators' age key."""
     mac = enc("mac", 128) if mac is None else mac
     return (
@@ -28,8 +32,8 @@ def sops_block(mac: str | None = None, extra: str = "") -> str:
         "      enc: |\n"
         "        -----BEGIN AGE ENCRYPTED FILE-----\n"
         "        -----END AGE ENCRYPTED FILE-----\n"
-        "  encrypted_regex: ^(client_id|client_secret|apiToken|.*[Tt]oken|.*[Ss]ecret)$\n"
-        '  lastmodified: "2026-11-25T13:11:43Z"\n'
+        + rule
+        + '  lastmodified: "2026-11-25T13:11:43Z"\n'
         + (f"  mac: {mac}\n" if mac else "")
         + "  version: 3.13.3\n"
         + extra
