@@ -90,7 +90,10 @@ def test_without_regex_every_value_outside_the_sops_block_is_encrypted(repo_copy
 def test_malformed_sops_values_are_located(repo_copy, edit_yaml, fake_sops, value, needle):
     assert enc_problem(enc("x")) is None
     secrets = repo_copy.deployments / REPO_SOPS
-    body = f"jupyterhub:\n  hub:\n    config:\n      GitHubOAuthenticator:\n        client_secret: {value}\n"
+    body = (
+        "jupyterhub:\n  hub:\n    config:\n      GitHubOAuthenticator:\n"
+        f"        client_secret: {value}\n"
+    )
     secrets.write_text(fake_sops(body))
     deployment = load_deployment("gcp-us-central1-b", repo_copy)
     with pytest.raises(ConfigError) as info:
