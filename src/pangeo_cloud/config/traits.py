@@ -214,7 +214,8 @@ def _overrides(values: dict[str, Any]) -> Iterator[tuple[KeyPath, Any]]:
             for cname, choice in (choices if isinstance(choices, dict) else {}).items():
                 if isinstance(choice, dict) and "kubespawner_override" in choice:
                     yield (
-                        (*base, i, "profile_options", oname, "choices", cname),
+                        (*base, i, "profile_options", oname, "choices", cname)
+                        + ("kubespawner_override",),
                         choice["kubespawner_override"],
                     )
             if isinstance(option, dict) and "kubespawner_override" in option:

@@ -118,7 +118,7 @@ def _byte_spec_hint(value: str) -> str:
     if letter in BYTE_SPEC_UNITS and unit != letter:
         return f": write {number}{letter} ({rule}; 'i' suffixes and 'B' are refused)"
     if not unit:
-        return f": write {number}G for GiB, or an unquoted number of bytes ({rule})"
+        return f": write {number}G, or an unquoted number of bytes ({rule})"
     return f": write a number with K, M, G or T ({rule})"
 
 
