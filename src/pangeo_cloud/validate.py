@@ -205,17 +205,24 @@ def validate_stage(
         if on_result:
             on_result(result)
 
+    # Problems of a secrets file fail `values`, but the checks still run (masked).
+    secret_problems: list[ConfigError] = []
     try:
-        ctx.layers = values_layers(deployment, stage, paths=paths, decrypt=decrypt)
+        ctx.layers = values_layers(
+            deployment, stage, paths=paths, decrypt=decrypt, secret_problems=secret_problems
+        )
         ctx.values = merge_all(ctx.layers)
     except ConfigError as exc:
         emit(CheckResult(ctx.target, "values", False, [str(e) for e in error_list(exc)]))
         return results
-    except ToolError as exc:  # sops could not decrypt (wrong key, MAC mismatch, ...)
+    except ToolError as exc:
         emit(CheckResult(ctx.target, "values", False, [str(exc)]))
         return results
+    note = " < ".join(layer.name for layer in ctx.layers)
     emit(
-        CheckResult(ctx.target, "values", True, note=" < ".join(layer.name for layer in ctx.layers))
+        CheckResult(
+            ctx.target, "values", not secret_problems, [str(e) for e in secret_problems], note
+        )
     )
     schema_failed = False
     reported: set[tuple[str, int | None, str | None]] = set()

@@ -110,29 +110,69 @@ def _secret_strings(value: Any) -> set[str]:
     return {str(value)} if value not in (None, "", True, False) else set()
 
 
-def _secrets_layer(path: Path, decrypt: Decryptor | None) -> Layer:
-    """A sops file as a layer: checked offline, then masked or decrypted."""
+def _mask_all(value: Any) -> Any:
+    """Every leaf masked: a secrets file with problems may hold plaintext anywhere."""
+    if isinstance(value, dict):
+        return {k: _mask_all(v) for k, v in value.items() if k != "sops"}
+    if isinstance(value, list):
+        return [_mask_all(v) for v in value]
+    return SOPS_MASK
+
+
+def _secrets_layer(
+    path: Path, decrypt: Decryptor | None, problems: list[ConfigError] | None = None
+) -> Layer:
+    """A sops file as a layer: checked offline, then masked or decrypted.
+
+    With a `problems` list, what is wrong with the file is added to it and the
+    layer comes back fully masked, so that the other checks can still run.
+    """
     layer = _load_layer(path, f"secrets: {path.name}")
-    if "sops" not in layer.data:
-        raise ConfigError(
-            "secrets file is not sops-encrypted (no `sops` metadata); encrypt it with "
-            "`sops encrypt --in-place` before committing",
-            file=path,
-        )
     assert layer.document is not None
-    errors = sops_file_errors(layer.document, creation_rule(path))
+    if "sops" not in layer.data:
+        errors = [
+            ConfigError(
+                "secrets file is not sops-encrypted (no `sops` metadata); encrypt it with "
+                "`sops encrypt --in-place` before committing",
+                file=path,
+            )
+        ]
+    else:
+        errors = sops_file_errors(layer.document, creation_rule(path))
+    plain = None
+    if not errors and decrypt is not None:
+        try:
+            text = decrypt(path)
+        except Exception as exc:  # sops failed (wrong key, MAC mismatch): one line
+            if problems is None:
+                raise
+            errors = [ConfigError(str(exc))]
+        else:
+            plain = _load_layer(path, f"secrets: {path.name} (decrypted)", text=text)
     if errors:
-        raise ConfigErrors(errors)
+        if problems is None:
+            raise ConfigErrors(errors)
+        problems.extend(errors)
+        layer.data = _mask_all(layer.data)
+        layer.secret_paths = [p for p, _ in _leaf_paths(layer.data)]
+        return layer
     secret_paths = encrypted_paths(layer.data)
-    if decrypt is None:
+    if plain is None:
         layer.data = _mask_sops(layer.data)
         layer.secret_paths = secret_paths
         return layer
-    plain = _load_layer(path, f"secrets: {path.name} (decrypted)", text=decrypt(path))
     plain.data.pop("sops", None)
     plain.secret_paths = secret_paths
     plain.secret_values = {s for p in secret_paths for s in _secret_strings(dig(plain.data, p))}
     return plain
+
+
+def _leaf_paths(value: Any, path: KeyPath = ()) -> list[tuple[KeyPath, Any]]:
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaf_paths(v, (*path, k))]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in _leaf_paths(v, (*path, i))]
+    return [(path, value)]
 
 
 def values_layers(
@@ -142,8 +182,13 @@ def values_layers(
     paths: Paths | None = None,
     decrypt: Decryptor | None = None,
     generated: bool = True,
+    secret_problems: list[ConfigError] | None = None,
 ) -> list[Layer]:
-    """The ordered layers for one stage (see the module docstring)."""
+    """The ordered layers for one stage (see the module docstring).
+
+    Problems of a secrets file raise, unless a `secret_problems` list collects
+    them (the file's layer is then fully masked; `validate` goes on checking).
+    """
     paths = paths or Paths.discover()
     if isinstance(stage, str):
         stage = deployment.stage(stage)
@@ -154,7 +199,7 @@ def values_layers(
     for file in stage.values_files:
         layers.append(_load_layer(file, f"values: {file.name}"))
     for file in stage.secrets_files:
-        layers.append(_secrets_layer(file, decrypt))
+        layers.append(_secrets_layer(file, decrypt, secret_problems))
     if generated:
         from pangeo_cloud.config.hooks import gateway_hooks_layer
 
