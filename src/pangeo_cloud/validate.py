@@ -33,6 +33,7 @@ from pangeo_cloud.config.schemas import (
     validate_subchart,
     validate_umbrella,
 )
+from pangeo_cloud.config.secrets import plain_values_errors
 from pangeo_cloud.deploy import helm
 from pangeo_cloud.deploy.tools import ToolError
 
@@ -218,6 +219,9 @@ def validate_stage(
     except ToolError as exc:
         emit(CheckResult(ctx.target, "values", False, [str(exc)]))
         return results
+    for layer in ctx.layers:
+        if layer.name.startswith("values: ") and layer.document is not None:
+            secret_problems += plain_values_errors(layer.document)
     note = " < ".join(layer.name for layer in ctx.layers)
     emit(
         CheckResult(

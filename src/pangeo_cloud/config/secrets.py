@@ -204,6 +204,36 @@ def sops_file_errors(doc: Document, rule: SopsRule | None = None) -> list[Config
     return sorted(errors, key=lambda e: e.line or 0)
 
 
+def plain_values_errors(doc: Document, key_regex: str = DEFAULT_SECRET_KEYS) -> list[ConfigError]:
+    """Secrets in a plain values file: a sops file listed as values, or a secret-looking value."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    if "sops" in data:
+        return [
+            doc.error(
+                ("sops",),
+                "this is a sops-encrypted file: list it under the stage's secretsFiles, "
+                "not valuesFiles (Helm would get the ciphertext)",
+            )
+        ]
+    errors = []
+    for path, value in _leaves(data, ()):
+        keys = [k for k in path if isinstance(k, str)]
+        if (
+            isinstance(value, str | int | float)
+            and not isinstance(value, bool)
+            and str(value)
+            and any(_search(key_regex, k) for k in keys)
+        ):
+            errors.append(
+                doc.error(
+                    path,
+                    "looks like a secret in a plain values file: move it to the stage's "
+                    "sops-encrypted secrets file (and rotate it if it was pushed)",
+                )
+            )
+    return errors
+
+
 def encrypted_paths(data: Any) -> list[KeyPath]:
     """Key paths of a sops file holding `ENC[...]` values."""
     return [

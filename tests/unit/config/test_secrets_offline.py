@@ -173,3 +173,32 @@ def test_mask_secrets_masks_ciphertext_paths_and_secret_keys():
         "a": {"plain": "x", "db_password": SOPS_MASK, "n": [{"apiToken": SOPS_MASK}]},
         "b": SOPS_MASK,
     }
+
+
+def test_a_secret_in_a_plain_values_file_is_refused(repo_copy, capsys):
+    common = repo_copy.deployments / "gcp-us-central1-b" / "values" / "common.yaml"
+    text = common.read_text().replace(
+        "      GitHubOAuthenticator:\n",
+        "      GitHubOAuthenticator:\n        client_secret: hunter2-in-clear\n",
+        1,
+    )
+    common.write_text(text)
+    code, out = _validate(repo_copy, capsys, "gcp-us-central1-b/prod")
+    assert code == 1
+    line = text.splitlines().index("        client_secret: hunter2-in-clear") + 1
+    assert (
+        f"{common}:{line}: jupyterhub.hub.config.GitHubOAuthenticator.client_secret: "
+        "looks like a secret in a plain values file"
+    ) in out
+    assert "hunter2" not in out
+
+
+def test_a_sops_file_listed_as_values_is_refused(repo_copy, edit_yaml, capsys):
+    edit_yaml(
+        repo_copy.deployments / "gcp-us-central1-b" / "deployment.yaml",
+        "valuesFiles: [values/common.yaml, values/prod.yaml]",
+        "valuesFiles: [values/common.yaml, values/prod.yaml, secrets/prod.enc.yaml]",
+    )
+    code, out = _validate(repo_copy, capsys, "gcp-us-central1-b/prod")
+    assert code == 1
+    assert "prod.enc.yaml:" in out and "list it under the stage's secretsFiles" in out
