@@ -193,7 +193,7 @@ def _read_pools(r: _Reader, raw: Any) -> tuple[NodePool, ...]:
         pools.append(
             NodePool(
                 name=r.string(item["name"], (*p, "name")),
-                cpu=r.number(item["cpu"], (*p, "cpu")),
+                cpu=r.quantity(item["cpu"], (*p, "cpu")),  # 15.8 or "15800m"
                 memory=r.quantity(item["memory"], (*p, "memory")),
                 labels={str(k): str(v) for k, v in labels.items()},
             )

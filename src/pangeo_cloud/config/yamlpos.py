@@ -17,6 +17,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from pangeo_cloud.config.errors import ConfigError, format_key_path
 
@@ -214,8 +215,17 @@ def load_yaml(path: Path | str, *, text: str | None = None) -> Document:
         node = yaml.load(text)
     except MarkedYAMLError as exc:
         raise _syntax_error(path, text, exc) from None
+    except ReaderError as exc:  # a control character: the position is all we get
+        line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1])
+        raise ConfigError(
+            f"invalid YAML: control character #x{code:04x}: remove it (binary data pasted?)",
+            file=path,
+            line=line,
+        ) from None
     except YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=path) from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"invalid YAML: {first}", file=path) from None
     except RecursionError:
         raise ConfigError("invalid YAML: nested too deeply", file=path) from None
     lines: dict[KeyPath, int] = {(): 1}

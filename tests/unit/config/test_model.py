@@ -228,3 +228,11 @@ def test_name_length_rules_are_stated(repo_copy, edit_yaml):
         load_deployment("gcp-us-central1-b", repo_copy)
     err = _error(repo_copy, edit_yaml, "namespace: staging", f"namespace: {'n' * 64}")
     assert "at most 63 characters" in str(err)
+
+
+def test_node_pool_cpu_is_a_kubernetes_quantity(repo_copy, edit_yaml):
+    file = repo_copy.deployments / "gcp-us-central1-b" / "deployment.yaml"
+    edit_yaml(file, "cpu: 15.8", 'cpu: "15800m"')
+    assert load_deployment("gcp-us-central1-b", repo_copy).node_pools[0].cpu == pytest.approx(15.8)
+    err = _error(repo_copy, edit_yaml, 'cpu: "15800m"', "cpu: lots")
+    assert err.key_path == "nodePools[0].cpu" and "not a quantity" in str(err)

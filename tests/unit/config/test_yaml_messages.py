@@ -106,6 +106,7 @@ def test_alias_bomb_is_refused(tmp_path):
         ("a: x\n---\nb: y\n", "one YAML document"),
         ("a: !secret x\n", "unsupported YAML tag '!secret'"),
         ("a: 2026-01-01\n", "quote it to pass a string"),
+        ("a: 1\nb: \x00\n", "v.yaml:2: invalid YAML: control character #x0000"),
     ],
 )
 def test_other_yaml_mistakes_say_what_to_do(text, needle):
