@@ -9,6 +9,8 @@ here (e.g. no `helm`) fails with the reason; nothing touches a cluster.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,7 +241,7 @@ def validate_stage(
         errors, note = run_check(check, ctx)
         errors = [e for e in errors if _first_report(e, reported)]
         scrub = _scrubber(ctx.layers)
-        emit(CheckResult(ctx.target, name, not errors, [scrub(str(e)) for e in errors], note))
+        emit(CheckResult(ctx.target, name, not errors, [scrub(e) for e in errors], note))
         schema_failed = schema_failed or (name == "schemas" and bool(errors))
     return results
 
@@ -269,14 +271,26 @@ def run_check(
         return [f"internal error: {type(exc).__name__}: {exc} (please report it)"], ""
 
 
-def _scrubber(layers: list[Layer]) -> Callable[[str], str]:
-    """Removes decrypted secret values from a message (schema messages quote values)."""
-    secrets = sorted({v for layer in layers for v in layer.secret_values}, key=len, reverse=True)
+def _scrubber(layers: list[Layer]) -> Callable[[Any], str]:
+    """An error as text without decrypted secret values (schema messages quote values).
 
-    def scrub(text: str) -> str:
-        for value in secrets:
-            text = text.replace(value, "<secret>")
-        return text
+    Only the message is scrubbed, never the file:line: key.path prefix, and a
+    value is replaced only where it is not part of a longer word or number.
+    """
+    secrets = sorted({v for layer in layers for v in layer.secret_values}, key=len, reverse=True)
+    pattern = (
+        re.compile("|".join(rf"(?<![\w.]){re.escape(v)}(?![\w])" for v in secrets))
+        if secrets
+        else None
+    )
+
+    def scrub(error: Any) -> str:
+        if pattern is None:
+            return str(error)
+        if isinstance(error, ConfigError):
+            error = dataclasses.replace(error, message=pattern.sub("<secret>", error.message))
+            return str(error)
+        return pattern.sub("<secret>", str(error))
 
     return scrub
 
