@@ -239,22 +239,51 @@ def validate_stage(
             # Rendering invalid values only repeats the same errors less clearly.
             continue
         errors, note = run_check(check, ctx)
-        errors = [e for e in errors if _first_report(e, reported)]
+        errors = [e for e in errors if _first_report(e, reported, ctx.values)]
         scrub = _scrubber(ctx.layers)
         emit(CheckResult(ctx.target, name, not errors, [scrub(e) for e in errors], note))
         schema_failed = schema_failed or (name == "schemas" and bool(errors))
     return results
 
 
-def _first_report(error: Any, reported: set[tuple[str, int | None, str | None]]) -> bool:
-    """False for a located error whose spot an earlier check already reported (once each)."""
+def _first_report(
+    error: Any, reported: set[tuple[str, int | None, str | None]], values: Any
+) -> bool:
+    """False for an error about a spot an earlier error already reported (once each).
+
+    The spot is file, line and key path; an error below a value that is not a
+    mapping or list (a string where a mapping belongs) is about that value.
+    """
     if not isinstance(error, ConfigError) or error.key_path is None:
         return True
-    spot = (str(error.file), error.line, error.key_path)
+    key = _wrong_shape_prefix(values, error.key_path) or error.key_path
+    spot = (str(error.file), error.line, key)
     if spot in reported:
         return False
     reported.add(spot)
     return True
+
+
+def _wrong_shape_prefix(values: Any, key_path: str) -> str | None:
+    """The part of `key_path` (as formatted) that reaches a scalar it then goes into."""
+    rest, done, node = key_path, "", values
+    while rest:
+        if isinstance(node, dict):
+            keys = [k for k in node if rest == k or rest.startswith((f"{k}.", f"{k}["))]
+            if not keys:
+                return None
+            key = max(keys, key=len)
+            done, rest, node = done + ("." if done else "") + key, rest[len(key) :], node[key]
+            rest = rest.removeprefix(".")
+        elif isinstance(node, list):
+            match = re.match(r"\[(\d+)\]\.?", rest)
+            if not match or int(match.group(1)) >= len(node):
+                return None
+            done, rest = done + f"[{match.group(1)}]", rest[match.end() :]
+            node = node[int(match.group(1))]
+        else:
+            return done if node is not None else None
+    return None
 
 
 def run_check(

@@ -179,3 +179,17 @@ def test_origin_stops_at_the_layer_that_replaced_a_parent(repo_paths):
     assert origin(layers, ("a", "list", 0)) == (second.path, 3)
     # a key nobody set: its nearest set parent, in the last layer mentioning it
     assert origin(layers, ("a", "missing")) == (third.path, 1)
+
+
+def test_a_scalar_replacing_a_mapping_is_one_error_across_checks(repo_copy):
+    from pangeo_cloud.validate import validate_all
+
+    prod = repo_copy.deployments / "gcp-us-central1-b" / "values" / "prod.yaml"
+    text = prod.read_text() + "  singleuser:\n    storage: 20Gi\n"
+    prod.write_text(text)
+    results = validate_all(["gcp-us-central1-b/prod"], repo_copy, only={"schemas", "promises"})
+    errors = [e for r in results for e in r.errors if "storage" in e]
+    line = len(text.splitlines())
+    assert errors == [
+        f"{prod}:{line}: jupyterhub.singleuser.storage: '20Gi' is not of type 'object'"
+    ]
