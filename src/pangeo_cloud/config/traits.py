@@ -245,11 +245,13 @@ def hub_problems(values: dict[str, Any]) -> list[Problem]:
 
 def gateway_problems(values: dict[str, Any]) -> list[Problem]:
     """The config our gateway hook sets, against dask-gateway-server's classes."""
-    from traitlets.config import Config
-
-    from pangeo_cloud.gateway.config import configure
-
     classes = gateway_classes()
+    try:
+        from traitlets.config import Config
+
+        from pangeo_cloud.gateway.config import configure
+    except ImportError as exc:
+        raise Unavailable(str(exc)) from None
     base: KeyPath = ("jupyterhub", "custom", "pangeo")
     settings = dig(values, base)
     config = Config()
