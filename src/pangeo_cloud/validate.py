@@ -1,10 +1,14 @@
 """`pangeo-cloud validate`: every check of a deployment stage, before any action.
 
-For each deployment and stage, in order: the deployment model, the values
-layers, the merged values against the z2jh, dask-gateway and umbrella schemas,
-the federation's promises, `helm lint --strict`, `helm template`, and the
-rendered manifests against the Kubernetes API schemas. A check that cannot run
-here (e.g. no `helm`) fails with the reason; nothing touches a cluster.
+For each deployment and stage, in order: the deployment model (and releases
+shared across deployments), the values layers (with the offline checks of the
+sops files, or their decryption when a key is given), the merged values against
+the z2jh, dask-gateway and umbrella schemas, the federation's promises, the
+pass-through config against the real traitlets classes, `helm lint --strict`,
+`helm template`, and the rendered manifests against the Kubernetes API schemas.
+A check that cannot run here (e.g. no `helm`) fails with the reason; nothing
+touches a cluster. Each spot (file, line, key path) is reported once, and
+decrypted values never appear in a message.
 """
 
 from __future__ import annotations
@@ -199,7 +203,12 @@ def validate_stage(
     on_result: Callable[[CheckResult], None] | None = None,
     only: set[str] | None = None,
 ) -> list[CheckResult]:
-    """Run every check (or those in `only`) for one stage; bad values stop the rest."""
+    """Run every check (or those in `only`) for one stage.
+
+    Files that cannot be loaded stop the stage after `values`; values that fail
+    their schemas skip only the rendering checks; a check that crashes is
+    reported as an internal error and the others still run.
+    """
     ctx = StageContext(deployment, stage, paths, upstream_dir)
     results: list[CheckResult] = []
 
