@@ -9,6 +9,7 @@ Helm does, each subchart's schema is applied to its defaults merged with ours.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import tarfile
@@ -108,7 +109,12 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted((error.schema.get("properties") or {}).keys())
         hint = f"; allowed: {', '.join(allowed)}" if allowed and len(allowed) <= 40 else ""
-        return f"{error.message}{hint}"
+        extra = (
+            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        )
+        close = difflib.get_close_matches(extra[0], allowed, n=1) if extra else []
+        guess = f"; did you mean {close[0]}?" if close else ""
+        return f"{error.message}{guess}{hint}"
     return error.message
 
 

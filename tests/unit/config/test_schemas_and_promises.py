@@ -48,6 +48,7 @@ def test_z2jh_unknown_key_is_located_with_allowed_keys(repo_copy, edit_yaml):
     edit_yaml(common(repo_copy), "  singleuser:\n", "  singleuser:\n    storageSize: 20Gi\n")
     errors = _failures(repo_copy, check="schemas")
     assert any("jupyterhub.singleuser.storageSize" in e and "storage" in e for e in errors), errors
+    assert any("did you mean storage?" in e for e in errors), errors
 
 
 def test_dask_gateway_schema_is_applied(repo_copy, edit_yaml):
