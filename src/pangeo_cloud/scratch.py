@@ -59,8 +59,8 @@ def check_scratch_settings(settings: dict | None) -> tuple[str, str]:
             "no scratch bucket configured: set jupyterhub.custom.pangeo.scratch.url "
             "(gs://BUCKET or s3://BUCKET) in the deployment's values"
         )
-    parsed = urlparse(url)
-    if parsed.scheme not in SCHEMES or not parsed.netloc:
+    parsed = urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme not in SCHEMES or not parsed.netloc:
         raise ScratchConfigError(
             f"jupyterhub.custom.pangeo.scratch.url must be gs://BUCKET[/PATH] or "
             f"s3://BUCKET[/PATH], got {url!r}"

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pangeo_cloud.config.wiring import env_mapping
 from pangeo_cloud.local import objectstore, processes
 from pangeo_cloud.ports import free_ports
 
@@ -213,7 +214,7 @@ def local_values(
     scratch["endpoint"] = endpoint
     scratch["region"] = scratch.get("region") or "us-east-1"
     singleuser = jh.setdefault("singleuser", {})
-    env = dict(singleuser.get("extraEnv") or {})
+    env = env_mapping(singleuser.get("extraEnv"))  # either z2jh form
     env.update(
         {
             "DASK_GATEWAY__ADDRESS": f"http://127.0.0.1:{ports['public']}/services/dask-gateway",

@@ -125,6 +125,7 @@ def test_validate_cli_json_and_exit_codes(helm_bin, upstream_dir, repo_copy):
         "values",
         "schemas",
         "promises",
+        "traits",
         "helm-lint",
         "manifests",
     }
