@@ -74,6 +74,12 @@ def scratch_url(settings: dict | None, username: str) -> str:
     return f"{base}/{escape_username(username)}/"
 
 
+def scratch_key_prefix(settings: dict | None, username: str) -> str:
+    """The user's key prefix inside the bucket, no slashes at the ends (e.g. ``alice``)."""
+    url = scratch_url(settings, username)
+    return urlparse(url).path.strip("/")
+
+
 def scratch_env(settings: dict | None, username: str) -> dict[str, str]:
     """PANGEO_SCRATCH plus the provider variables the storage clients read."""
     settings = settings or {}
