@@ -216,7 +216,13 @@ def build(config: dict[str, Any], hub_auth: Any = None) -> Broker:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pangeo_cloud.broker.service")
     parser.add_argument("--config", default=os.environ.get("PANGEO_BROKER_CONFIG", ""))
+    parser.add_argument("--log", default="", help="append output to this file (pangeo-cloud up)")
     args = parser.parse_args(argv)
+    if args.log:
+        fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s broker] %(message)s")
     if not args.config:
         print("FATAL: scratch broker: no configuration (set PANGEO_BROKER_CONFIG)", file=sys.stderr)
