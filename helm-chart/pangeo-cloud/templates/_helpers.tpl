@@ -27,7 +27,7 @@ becomes pangeo_cloud.hub.x.py. files/pangeo_cloud is a symlink into src/, so
 the chart ships exactly the code the tests import.
 */}}
 {{- define "pangeo-cloud.hubCodeData" -}}
-{{- range $path, $_ := .Files.Glob "files/pangeo_cloud/**.py" }}
+{{- range $path, $_ := .Files.Glob "files/pangeo_cloud/{__init__,bundle,scratch,hub/*}.py" }}
 {{ trimPrefix "files/" $path | replace "/" "." }}: |-
 {{ $.Files.Get $path | indent 2 }}
 {{- end }}
