@@ -1,9 +1,9 @@
 """What the user docs promise, done in a real browser against a real `pangeo-cloud up`.
 
 Log in, pick a hardware profile, work in JupyterLab, write Zarr to
-``$PANGEO_SCRATCH``, start a Dask cluster with ``GatewayCluster()`` and no
-arguments, see a write into another user's prefix refused, log out; a second user cannot see the first user's home; with
-GitHub login, someone outside the allowed teams is refused with a readable page.
+``$PANGEO_SCRATCH`` (a write into another user's prefix is refused), start a
+Dask cluster with ``GatewayCluster()`` and no arguments, log out; a second user
+cannot see the first user's home; with GitHub login, someone outside the allowed teams is refused with a readable page.
 """
 
 from __future__ import annotations
