@@ -3,7 +3,8 @@
 Log in, pick a hardware profile, work in JupyterLab, write Zarr to
 ``$PANGEO_SCRATCH`` (a write into another user's prefix is refused), start a
 Dask cluster with ``GatewayCluster()`` and no arguments, log out; a second user
-cannot see the first user's home; with GitHub login, someone outside the allowed teams is refused with a readable page.
+cannot see the first user's home; with GitHub login, someone outside the
+allowed teams is refused with a readable page.
 """
 
 from __future__ import annotations
