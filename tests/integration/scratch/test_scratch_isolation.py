@@ -18,11 +18,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from scratch_support import broker_get, hub_api
 
 from pangeo_cloud.local import objectstore
 from pangeo_cloud.local.harness import HubUser, UpProcess
@@ -146,31 +145,6 @@ def test_dask_worker_reaches_its_owners_prefix_only(up, users, user, other):
     result = run_probe(users[user], "worker", other)
     check_probe(result, user)
     assert result["worker_env"] == {"USER": user, "AWS_ACCESS_KEY_ID": ""}
-
-
-def broker_get(up: UpProcess, token: str | None) -> tuple[int, str]:
-    url = up.runtime["values"]["jupyterhub"]["custom"]["pangeo"]["scratch"]["broker"]["url"]
-    headers = {"Authorization": f"token {token}"} if token is not None else {}
-    request = urllib.request.Request(url + "api/credentials", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())["error"]
-
-
-def hub_api(up: UpProcess, method: str, path: str, body: dict | None = None) -> dict:
-    token = up.secrets["health_check_token"]
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        f"{up.url}hub/api{path}",
-        data=data,
-        method=method,
-        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as resp:
-        text = resp.read()
-    return json.loads(text) if text else {}
 
 
 def test_bad_tokens_are_refused_with_one_line(up, users):
