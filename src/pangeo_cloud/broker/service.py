@@ -12,7 +12,7 @@ Routes (under the service prefix, ``/services/scratch-credentials/``):
   user token, or the scope is missing), 503 (the provider failed); each with a
   one-line JSON ``{"error": ...}``.
 - ``GET api/health``: no authentication; 200 when the provider could issue
-  credentials for a probe prefix within the last minute (cached), else 503 with
+  credentials for a probe prefix within the last 15 s (cached), else 503 with
   the reason. The hub checks it before each spawn, ``pangeo-cloud health`` reports it.
 
 Configuration: the JSON file named by ``$PANGEO_BROKER_CONFIG``::
@@ -47,7 +47,7 @@ from pangeo_cloud.scratch import ScratchConfigError, check_scratch_settings, scr
 log = logging.getLogger("pangeo_cloud.broker")
 
 DEFAULT_LIFETIME = 3600
-HEALTH_CACHE_SECONDS = 60.0
+HEALTH_CACHE_SECONDS = 15.0
 # No username escapes to this (escapes are '-' + two hex digits), so the health
 # probe's credentials can never reach a user's data.
 HEALTH_PREFIX = "-broker-health"
@@ -108,7 +108,7 @@ class Broker:
         self._health: tuple[float, str | None] | None = None
 
     async def health(self) -> str | None:
-        """None when the provider can issue credentials, else why not (cached a minute)."""
+        """None when the provider can issue credentials, else why not (cached 15 s)."""
         now = time.monotonic()
         if self._health is not None and now - self._health[0] < HEALTH_CACHE_SECONDS:
             return self._health[1]

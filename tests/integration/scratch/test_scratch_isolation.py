@@ -18,6 +18,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -185,6 +188,56 @@ def test_explicit_user_keys_win_over_the_broker(up, users):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.stdout.split() == ["env", "user-own-key"], proc.stderr
+
+
+def broker_health(up: UpProcess) -> int:
+    url = up.runtime["values"]["jupyterhub"]["custom"]["pangeo"]["scratch"]["broker"]["url"]
+    try:
+        with urllib.request.urlopen(url + "api/health", timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def set_broker_user(up: UpProcess, status: str) -> None:
+    """Enable or disable the broker's own MinIO user (as an operator's mistake would)."""
+    store = up.runtime["store"]
+    query = {"accessKey": up.secrets["broker_access_key"], "status": status}
+    root = (store["endpoint"], store["access_key"], store["secret_key"])
+    objectstore.minio_admin(*root, "PUT", "/set-user-status", query)
+
+
+def wait_for(condition, timeout: float = 90) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.5)
+
+
+def test_broken_broker_refuses_spawns_and_health_reports_it(up, users):
+    from pangeo_cloud.deploy.health import HealthError, HealthOptions, Retry, run_health
+
+    set_broker_user(up, "disabled")
+    try:
+        wait_for(lambda: broker_health(up) == 503)
+        erin = HubUser(up.url, "erin", up.password)
+        erin.login()
+        with pytest.raises(RuntimeError):
+            erin.spawn("small")
+            erin.wait_ready(timeout=60)
+        model = hub_api(up, "GET", "/users/erin")
+        assert not model["servers"], model  # nothing started with wider access
+        log = up.log("hub").read_text()
+        assert "the scratch-credentials service cannot issue storage credentials" in log
+        with pytest.raises(HealthError) as exc:
+            run_health(
+                HealthOptions(up.url, up.secrets["health_check_token"], retry=Retry(attempts=1)),
+                out=lambda _: None,
+            )
+        assert "step 'scratch-broker'" in str(exc.value) and "HTTP 503" in str(exc.value)
+    finally:
+        set_broker_user(up, "enabled")
+        wait_for(lambda: broker_health(up) == 200)
 
 
 def test_deleted_user_gets_nothing_new(up, users):
