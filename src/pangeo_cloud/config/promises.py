@@ -343,6 +343,18 @@ class _Checker:
             )
         if self.d.cloud == "local":
             return
+        egress = ("jupyterhub", "singleuser", "networkPolicy", "egress")
+        peers = [
+            (peer.get("podSelector") or {}).get("matchLabels") or {}
+            for rule in self.get(*egress, default=[]) or []
+            for peer in (rule or {}).get("to") or []
+        ]
+        if not any(p.get("app.kubernetes.io/component") == "scratch-broker" for p in peers):
+            self.fail(
+                egress,
+                "needs an egress rule to the scratch-credentials broker's pods "
+                "(app.kubernetes.io/component: scratch-broker), or servers get no credentials",
+            )
         for key in BROKER_IDENTITY[self.d.cloud]:
             path = ("scratchBroker", *key.split("."))
             if not self.get(*path):

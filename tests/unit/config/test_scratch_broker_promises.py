@@ -82,6 +82,11 @@ def test_user_service_account_must_not_carry_a_bucket_identity(repo_copy, edit_y
         ),
         (
             "jupyterhub:\n",
+            "  singleuser:\n    networkPolicy:\n      egress: []\n",
+            "egress rule to the scratch-credentials broker",
+        ),
+        (
+            "jupyterhub:\n",
             '  custom:\n    pangeo:\n      scratch:\n        broker:\n          url: ""\n',
             "scratch.broker.url",
         ),
