@@ -30,8 +30,8 @@ TIMEOUT = 10.0
 
 
 def hub_api_url(broker: dict[str, Any]) -> str:
-    """The hub API as the gateway reaches it (hub-managed env, else the `hub` Service)."""
-    url = broker.get("hubApiUrl") or os.environ.get("JUPYTERHUB_API_URL")
+    """The hub API as the gateway reaches it: hub-managed env, the setting, the `hub` Service."""
+    url = os.environ.get("JUPYTERHUB_API_URL") or broker.get("hubApiUrl")
     if not url and os.environ.get("HUB_SERVICE_HOST"):
         # As the dask-gateway chart derives its own apiUrl in the cluster.
         url = "http://{HUB_SERVICE_HOST}:{HUB_SERVICE_PORT}/hub/api".format(**os.environ)

@@ -113,7 +113,12 @@ def on_worker(other: str) -> dict:
         client.wait_for_workers(1, timeout=240)
         result = client.submit(probe, other, pure=False).result(timeout=240)
         env = client.submit(
-            lambda: {k: os.environ.get(k, "") for k in ("USER", "AWS_ACCESS_KEY_ID")}, pure=False
+            lambda: {
+                **{k: os.environ.get(k, "") for k in ("USER", "AWS_ACCESS_KEY_ID")},
+                "has_server_token": "JUPYTERHUB_API_TOKEN" in os.environ,
+                "has_broker_token": bool(os.environ.get("PANGEO_SCRATCH_BROKER_TOKEN")),
+            },
+            pure=False,
         ).result()
         result["worker_env"] = env
         client.close()

@@ -147,7 +147,13 @@ def test_server_reaches_own_prefix_only(up, users, user, other):
 def test_dask_worker_reaches_its_owners_prefix_only(up, users, user, other):
     result = run_probe(users[user], "worker", other)
     check_probe(result, user)
-    assert result["worker_env"] == {"USER": user, "AWS_ACCESS_KEY_ID": ""}
+    # No key and no server token on workers: only the owner's broker-only token.
+    assert result["worker_env"] == {
+        "USER": user,
+        "AWS_ACCESS_KEY_ID": "",
+        "has_server_token": False,
+        "has_broker_token": True,
+    }
 
 
 def test_bad_tokens_are_refused_with_one_line(up, users):
