@@ -84,7 +84,12 @@ def _load_builtin(scheme: str) -> None:
 
 def get_provider(scheme: str, settings: dict[str, Any]) -> Provider:
     """The provider for ``scheme`` built from ``settings``, or ProviderError."""
-    _load_builtin(scheme)
+    try:
+        _load_builtin(scheme)
+    except ImportError as exc:  # e.g. the cloud's client library is missing from the image
+        raise ProviderError(
+            f"the {scheme}:// credential provider cannot be loaded: {exc}"
+        ) from None
     factory = _REGISTRY.get(scheme)
     if factory is None:
         known = ", ".join(sorted(_REGISTRY)) or "none"

@@ -161,6 +161,12 @@ def test_bad_tokens_are_refused_with_one_line(up, users):
     assert code == 401 and "no JupyterHub token" in message
     code, message = broker_get(up, "not-a-token-of-this-hub")
     assert code == 401 and "does not accept this token" in message
+    # An expired token of carol's, with the right scope.
+    scopes = ["access:services!service=scratch-credentials"]
+    short = hub_api(up, "POST", "/users/carol/tokens", {"scopes": scopes, "expires_in": 1})
+    wait_for(lambda: broker_get(up, short["token"])[0] != 200, timeout=30)
+    code, message = broker_get(up, short["token"])
+    assert code == 401 and "does not accept this token" in message
     # A service's token (here the health check's admin service) is not a user's.
     code, message = broker_get(up, up.secrets["health_check_token"])
     assert code == 403 and "only user tokens" in message
