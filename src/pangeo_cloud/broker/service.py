@@ -135,7 +135,10 @@ class BaseHandler(web.RequestHandler):
         self.finish(json.dumps({"error": message}))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.fail(status_code, self._reason)
+        # e.g. HubAuth's "Failed to connect to Hub API at ..." when the hub is down.
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        message = exc.log_message if isinstance(exc, web.HTTPError) else None
+        self.fail(status_code, message or self._reason)
 
     def check_xsrf_cookie(self) -> None:  # token-only API: no cookies accepted
         return None

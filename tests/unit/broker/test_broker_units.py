@@ -282,3 +282,30 @@ async def test_spawn_check_passes_a_healthy_broker_and_refuses_otherwise(peer):
     down = f"http://127.0.0.1:{free_port()}/services/scratch-credentials/"
     with pytest.raises(SpawnPreparationError, match="does not answer"):
         await check_broker({"url": "s3://b", "broker": {"url": down}})
+
+
+# -- the service when the hub is down ---------------------------------------------
+
+
+async def test_service_answers_one_line_when_the_hub_is_unreachable():
+    from jupyterhub.services.auth import HubAuth
+    from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+    hub_auth = HubAuth(
+        api_url=f"http://127.0.0.1:{free_port()}/hub/api", api_token="t", cache_max_age=0
+    )
+    broker = service.Broker(
+        S3Provider("b", "arn:aws:iam::123456789012:role/scratch"), {"url": "s3://b"}, 60, hub_auth
+    )
+    port = free_port()
+    server = service.make_app(broker, "/services/scratch-credentials/").listen(port, "127.0.0.1")
+    try:
+        with pytest.raises(HTTPClientError) as exc:
+            await AsyncHTTPClient().fetch(
+                f"http://127.0.0.1:{port}/services/scratch-credentials/api/credentials",
+                headers={"Authorization": "token user-token"},
+            )
+    finally:
+        server.stop()
+    assert exc.value.code == 500
+    assert json.loads(exc.value.response.body)["error"].startswith("Failed to connect to Hub API")
