@@ -2,20 +2,26 @@
 
 Order of start (each step waits until the previous one answers):
 
-1. the scratch store (MinIO, else moto), then the bucket and its expiry rule;
+1. the scratch store (MinIO, else moto), then the bucket and its expiry rule,
+   and (MinIO) the scratch broker's own MinIO user, limited to the bucket;
 2. JupyterHub with configurable-http-proxy; the hub starts its managed services:
-   dask-gateway (:mod:`pangeo_cloud.local.gateway`) and the idle culler;
-3. the gateway is checked through the hub's proxy, as notebooks reach it.
+   dask-gateway (:mod:`pangeo_cloud.local.gateway`), the idle culler and the
+   scratch-credentials broker (:mod:`pangeo_cloud.broker.service`);
+3. the gateway is checked through the hub's proxy, as notebooks reach it;
+4. the broker's health check (it can mint credentials through MinIO's STS).
+
+Servers and Dask workers get no store key: ``run/aws-config`` (their
+``AWS_CONFIG_FILE``) runs the broker's client as ``credential_process``.
 
 The data directory (``.pangeo-local/`` in the repository by default, 0700)::
 
-    secrets.json     generated once, 0600: login passwords, store keys, hub keys
+    secrets.json     generated once, 0600: login passwords, store and broker keys, hub keys
     hub/             JupyterHub's database and cookie secret
     homes/<user>/    one persistent home per user
     objectstore/     the scratch bucket's objects (MinIO)
     gateway/         Dask clusters' working directories
     logs/            hub.log, gateway.log, objectstore.log
-    run/             this run's runtime.json (0600), hub config, lock
+    run/             this run's runtime.json (0600), hub config, broker.json, aws-config, lock
 
 Everything started carries ``PANGEO_LOCAL_RUN=<run id>``; :meth:`LocalRuntime.stop`
 stops the hub (which stops servers, services and proxy), then ends anything of
@@ -49,6 +55,7 @@ from pangeo_cloud.ports import free_ports
 
 START_TIMEOUT = 180.0  # seconds for any one component to answer (2 cores, cold caches)
 SHARED_PASSWORD = "shared-password"
+BROKER_SERVICE = "scratch-credentials"
 GITHUB = {"github", "oauthenticator.github.GitHubOAuthenticator", "GitHubOAuthenticator"}
 
 
@@ -245,9 +252,6 @@ def local_values(
     return values
 
 
-BROKER_SERVICE = "scratch-credentials"
-
-
 def aws_config_text(python: str) -> str:
     """The AWS config of servers and workers: credentials from the broker's client.
 
@@ -274,6 +278,10 @@ def broker_config(values: dict[str, Any], endpoint: str) -> dict[str, Any]:
     # For developers watching credentials refresh (and the refresh test): a
     # shorter lifetime than the values' (STS sessions still last >= 900 s).
     lifetime = os.environ.get("PANGEO_SCRATCH_LIFETIME") or broker.get("lifetime") or 3600
+    if not str(lifetime).isdigit() or int(lifetime) < 1:
+        raise LocalRuntimeError(
+            f"PANGEO_SCRATCH_LIFETIME must be a number of seconds >= 1, got {lifetime!r}"
+        )
     return {
         "scratch": {k: v for k, v in scratch.items() if k != "broker"},
         "lifetime": int(lifetime),
