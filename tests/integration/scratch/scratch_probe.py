@@ -4,7 +4,7 @@
 environment: its token, AWS_CONFIG_FILE, PANGEO_SCRATCH; no keys);
 ``python scratch_probe.py worker OTHER_PREFIX``: the same function on a worker
 of a new Dask Gateway cluster of this user (GatewayCluster() without arguments);
-``python scratch_probe.py refresh``: botocore credentials across their reported expiry.
+``python scratch_probe.py refresh``: one client writing across three reported expiries.
 
 Prints one JSON object: own round trips, then each cross-user attempt's outcome
 (the S3 error code, or "allowed").
@@ -127,8 +127,8 @@ def on_worker(other: str) -> dict:
         cluster.shutdown()
 
 
-def refresh() -> dict:
-    """Two writes separated by the first credentials' reported Expiration."""
+def refresh(periods: int = 3) -> dict:
+    """One client writing across several reported expiry periods (a long job)."""
     import datetime as dt
     from urllib.parse import urlparse
 
@@ -139,19 +139,20 @@ def refresh() -> dict:
     session = boto3.Session()
     s3 = session.client("s3")
     creds = session.get_credentials()
-    first = creds.get_frozen_credentials().access_key
-    expiry = creds._expiry_time  # botocore's RefreshableCredentials keeps it here
-    s3.put_object(Bucket=bucket, Key=f"{own}/before.txt", Body=b"1")
-    while dt.datetime.now(dt.UTC) <= expiry:  # past the reported expiry
-        time.sleep(0.5)
-    s3.put_object(Bucket=bucket, Key=f"{own}/after.txt", Body=b"2")
-    second = creds.get_frozen_credentials().access_key
+    keys, expiries = [], []
+    for n in range(periods + 1):
+        s3.put_object(Bucket=bucket, Key=f"{own}/period-{n}.txt", Body=str(n).encode())
+        keys.append(creds.get_frozen_credentials().access_key)
+        expiries.append(creds._expiry_time)  # botocore's RefreshableCredentials keeps it here
+        while dt.datetime.now(dt.UTC) <= expiries[-1]:  # past this reported expiry
+            time.sleep(0.5)
     return {
         "method": creds.method,
-        "first": first,
-        "second": second,
-        "second_expiry_later": creds._expiry_time > expiry,
-        "after": s3.get_object(Bucket=bucket, Key=f"{own}/after.txt")["Body"].read().decode(),
+        "distinct_keys": len(set(keys)),
+        "expiries_increase": all(a < b for a, b in zip(expiries, expiries[1:], strict=False)),
+        "last": s3.get_object(Bucket=bucket, Key=f"{own}/period-{periods}.txt")["Body"]
+        .read()
+        .decode(),
     }
 
 
