@@ -1,10 +1,10 @@
 """What the user docs promise, done in a real browser against a real `pangeo-cloud up`.
 
 Log in, pick a hardware profile, work in JupyterLab, write Zarr to
-``$PANGEO_SCRATCH``, start a Dask cluster with ``GatewayCluster()`` and no
-arguments and open its dashboard link, log out; a second user cannot see the
-first user's home; with GitHub login, someone outside the allowed teams is
-refused with a readable page.
+``$PANGEO_SCRATCH`` (a write into another user's prefix is refused), start a
+Dask cluster with ``GatewayCluster()`` and no arguments and open its dashboard
+link, log out; a second user cannot see the first user's home; with GitHub
+login, someone outside the allowed teams is refused with a readable page.
 """
 
 from __future__ import annotations
@@ -32,6 +32,13 @@ NOTEBOOK_CELLS = [
     "z[:] = np.arange(100)\n"
     'back = zarr.open(store, mode="r")\n'
     'print("ZARR-OK", int(back[:].sum()), back.shape[0])',
+    # Another user's prefix: the notebook's credentials reach only its own.
+    'other = s3fs.S3Map(os.environ["PANGEO_SCRATCH"].rsplit("/", 2)[0] + "/dave/x.zarr", s3=fs)\n'
+    "try:\n"
+    '    zarr.open(other, mode="w", shape=(10,), chunks=(5,), dtype="i4")[:] = 1\n'
+    '    print("OTHER-WRITTEN")\n'
+    "except PermissionError as exc:\n"
+    '    print("OTHER-REFUSED", type(exc).__name__)',
     "import dask.array as da\n"
     "from dask_gateway import GatewayCluster\n"
     "cluster = GatewayCluster()\n"
@@ -138,6 +145,7 @@ def test_scientist_logs_in_works_with_scratch_and_dask_and_logs_out(page, hub):
     scratch = f"SCRATCH=s3://pangeo-scratch/{user}/"
     page.get_by_text(scratch).wait_for(timeout=120_000)
     page.get_by_text("ZARR-OK 4950 100").wait_for(timeout=120_000)
+    page.get_by_text("OTHER-REFUSED PermissionError").wait_for(timeout=120_000)
     page.get_by_text("DASK-OK 499500 2").wait_for(timeout=CELL_MS)
     assert "Traceback" not in "\n".join(outputs.all_inner_texts())
 
@@ -151,6 +159,7 @@ def test_scientist_logs_in_works_with_scratch_and_dask_and_logs_out(page, hub):
         )
     ]
     assert any(k.endswith("zarr.json") or k.endswith(".zarray") for k in keys), keys
+    assert "Contents" not in client.list_objects_v2(Bucket="pangeo-scratch", Prefix="dave/")
     assert objectstore.expiry_days_of(client, "pangeo-scratch") == 7
 
     # Log out from JupyterLab's File menu; the server's pages then need a login.
