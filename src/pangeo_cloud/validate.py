@@ -240,7 +240,7 @@ def validate_stage(
         )
     )
     schema_failed = False
-    reported: set[tuple[str, int | None, str | None]] = set()
+    reported = _Reported()
     for name, check in CHECKS:
         if only is not None and name not in only:
             continue
@@ -248,28 +248,39 @@ def validate_stage(
             # Rendering invalid values only repeats the same errors less clearly.
             continue
         errors, note = run_check(check, ctx)
-        errors = [e for e in errors if _first_report(e, reported, ctx.values)]
+        errors = [e for e in errors if _first_report(e, name, reported, ctx.values)]
         scrub = _scrubber(ctx.layers)
         emit(CheckResult(ctx.target, name, not errors, [scrub(e) for e in errors], note))
         schema_failed = schema_failed or (name == "schemas" and bool(errors))
     return results
 
 
-def _first_report(
-    error: Any, reported: set[tuple[str, int | None, str | None]], values: Any
-) -> bool:
-    """False for an error about a spot an earlier error already reported (once each).
+@dataclass
+class _Reported:
+    """What a stage's checks have reported so far, for :func:`_first_report`."""
 
-    The spot is file, line and key path; an error below a value that is not a
-    mapping or list (a string where a mapping belongs) is about that value.
+    owners: dict[tuple[str, int | None, str], str] = field(default_factory=dict)
+    seen: set[tuple[tuple[str, int | None, str], str | None]] = field(default_factory=set)
+
+
+def _first_report(error: Any, check: str, reported: _Reported, values: Any) -> bool:
+    """False for an error about a spot another check already reported.
+
+    The spot is file, line and key path; errors below a value that is not a
+    mapping or list (a string where a mapping belongs) are one error about that
+    value. One check may still report distinct problems of one spot (two
+    promises broken by one list), never the same one twice.
     """
     if not isinstance(error, ConfigError) or error.key_path is None:
         return True
-    key = _wrong_shape_prefix(values, error.key_path) or error.key_path
-    spot = (str(error.file), error.line, key)
-    if spot in reported:
+    prefix = _wrong_shape_prefix(values, error.key_path)
+    spot = (str(error.file), error.line, prefix or error.key_path)
+    if reported.owners.setdefault(spot, check) != check:
         return False
-    reported.add(spot)
+    what = (spot, None if prefix else str(error))
+    if what in reported.seen:
+        return False
+    reported.seen.add(what)
     return True
 
 

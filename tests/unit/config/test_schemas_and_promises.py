@@ -215,8 +215,8 @@ def test_extra_env_list_form_in_the_local_runtime():
     from pangeo_cloud.local.runtime import local_values
 
     values = {"jupyterhub": {"singleuser": {"extraEnv": [{"name": "FOO", "value": "bar"}]}}}
-    ports = {"public": 1, "gateway": 2}
-    out = local_values(values, ports, "http://127.0.0.1:3", {"access_key": "a", "secret_key": "s"})
+    ports = {"public": 1, "gateway": 2, "broker": 4}
+    out = local_values(values, ports, "http://127.0.0.1:3", Path("aws-config"))
     env = out["jupyterhub"]["singleuser"]["extraEnv"]
     assert env["FOO"] == "bar" and "name" not in env
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://127.0.0.1:2"

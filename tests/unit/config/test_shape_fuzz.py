@@ -27,6 +27,7 @@ from pangeo_cloud.validate import (
     RENDERING_CHECKS,
     StageContext,
     _first_report,
+    _Reported,
     _scrubber,
 )
 
@@ -87,8 +88,8 @@ def _run_checks(ctx: StageContext) -> Iterator[str]:
             yield f"{name}: {traceback.format_exc(limit=-3)}"
             continue
         try:  # what validate_stage does with the errors: report each spot once, scrub
-            reported: set = set()
-            texts = [scrub(e) for e in errors if _first_report(e, reported, ctx.values)]
+            reported = _Reported()
+            texts = [scrub(e) for e in errors if _first_report(e, name, reported, ctx.values)]
         except Exception:
             yield f"{name} (reporting): {traceback.format_exc(limit=-3)}"
             continue
