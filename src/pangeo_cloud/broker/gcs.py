@@ -193,9 +193,7 @@ class GCSProvider:
                 additional_options=boundary,
             )
         except google.auth.exceptions.GoogleAuthError as exc:
-            # One line, no token: the STS error code and description.
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ProviderError(f"Google token exchange failed: {first}") from None
+            raise ProviderError(f"Google token exchange failed: {_one_line(exc)}") from None
         access_token = reply.get("access_token")
         if not access_token:
             raise ProviderError("Google token exchange returned no access_token")
@@ -204,6 +202,13 @@ class GCSProvider:
             "expires_in": min(lifetime, _remaining(reply, source_expiry)),
             "token_type": "Bearer",
         }
+
+
+def _one_line(exc: Exception) -> str:
+    """The first line of an error's message (OAuthError's args are (message, raw body))."""
+    message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    lines = message.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _remaining(reply: Mapping[str, Any], source_expiry: datetime.datetime | None) -> int:
