@@ -25,10 +25,10 @@ expires_in)`` so clients come back for a new token after ``lifetime``; a
 revoked user's last token stays usable until the source token it was minted
 from expires (at most one hour).
 
-The token endpoint for users' servers (:func:`gcs_token_endpoint`,
-:class:`GCSTokenHandler`) speaks the OAuth 2.0 refresh-token protocol that
-google-auth's ``external_account_authorized_user`` credentials use; see
-:mod:`pangeo_cloud.broker.google_client` for the credentials file and the
+The token endpoint for users' servers and Dask workers
+(:func:`gcs_token_endpoint`, :class:`GCSTokenHandler`) speaks the protocols
+google-auth's own credential types refresh with; see
+:mod:`pangeo_cloud.broker.google_client` for the credentials files and the
 protocol.
 
 The broker's source credentials are its own identity: ``google.auth.default()``
@@ -57,6 +57,7 @@ from google.auth.transport.requests import Request
 from google.oauth2 import sts
 from tornado import web
 
+from pangeo_cloud.broker.google_client import AUDIENCE, SUBJECT_TOKEN_TYPE
 from pangeo_cloud.broker.providers import ProviderError, register
 
 __all__ = [
@@ -268,31 +269,52 @@ def _parse_form(content_type: str, body: bytes) -> dict[str, str]:
         raise TokenRefused(400, "the body is not a valid form", "invalid_request") from None
 
 
+def _hub_token(form: Mapping[str, str]) -> str:
+    """The JupyterHub token a request carries, by grant type (see google_client)."""
+    grant = form.get("grant_type")
+    if grant == "refresh_token":
+        # external_account_authorized_user credentials: the token is the refresh token.
+        token = form.get("refresh_token", "")
+        field = "refresh_token"
+    elif grant == _GRANT_TYPE:
+        # external_account credentials with the executable source: the token is the
+        # subject token the executable printed; the file names our audience and type.
+        if form.get("subject_token_type") != SUBJECT_TOKEN_TYPE:
+            raise TokenRefused(
+                400, f"subject_token_type must be {SUBJECT_TOKEN_TYPE}", "invalid_request"
+            )
+        if form.get("audience") != AUDIENCE:
+            raise TokenRefused(400, f"audience must be {AUDIENCE}", "invalid_target")
+        token = form.get("subject_token", "")
+        field = "subject_token"
+    else:
+        raise TokenRefused(
+            400,
+            f"grant_type must be refresh_token or {_GRANT_TYPE}, got {grant!r}",
+            "unsupported_grant_type",
+        )
+    if not token:
+        raise TokenRefused(401, f"{field} (the JupyterHub API token) is missing", "invalid_request")
+    return token
+
+
 async def gcs_token_endpoint(
     content_type: str, body: bytes, authenticate: Authenticate, issue: Issue
 ) -> TokenReply:
-    """Answer one OAuth 2.0 refresh request (see :mod:`pangeo_cloud.broker.google_client`).
+    """Answer one token request from google-auth (protocol: :mod:`.google_client`).
 
-    The request is ``grant_type=refresh_token&refresh_token=<JupyterHub token>``
-    (form-encoded; the Basic client authentication google-auth adds carries
-    fixed public values and is ignored). ``authenticate`` maps the JupyterHub
-    token to a username (or refuses it); ``issue`` mints that user's token.
-    Never raises for a bad request: every refusal is an OAuth error JSON.
+    Two grants, one per credentials type a user's server may have:
+    ``grant_type=refresh_token&refresh_token=<JupyterHub token>``
+    (``external_account_authorized_user``; the Basic client authentication
+    google-auth adds carries fixed public values and is ignored) and the RFC 8693
+    token exchange with ``subject_token=<JupyterHub token>`` (``external_account``
+    with an executable source). ``authenticate`` maps the JupyterHub token to a
+    username (or refuses it); ``issue`` mints that user's token. Never raises
+    for a bad request: every refusal is an OAuth error JSON.
     """
     try:
         form = _parse_form(content_type, body)
-        if form.get("grant_type") != "refresh_token":
-            raise TokenRefused(
-                400,
-                f"grant_type must be refresh_token, got {form.get('grant_type')!r}",
-                "unsupported_grant_type",
-            )
-        token = form.get("refresh_token", "")
-        if not token:
-            raise TokenRefused(
-                401, "refresh_token (the JupyterHub API token) is missing", "invalid_request"
-            )
-        username = await authenticate(token)
+        username = await authenticate(_hub_token(form))
     except TokenRefused as exc:
         return _oauth_error(exc.status, exc.error, exc.reason)
     except web.HTTPError as exc:
@@ -303,20 +325,21 @@ async def gcs_token_endpoint(
     except ProviderError as exc:
         # Never a fallback: no token at all rather than a wider one.
         return _oauth_error(503, "temporarily_unavailable", str(exc))
-    return TokenReply(
-        200,
-        {
-            "access_token": creds["access_token"],
-            "expires_in": int(creds["expires_in"]),
-            "token_type": "Bearer",
-        },
-    )
+    reply = {
+        "access_token": creds["access_token"],
+        "expires_in": int(creds["expires_in"]),
+        "token_type": "Bearer",
+    }
+    if form.get("grant_type") == _GRANT_TYPE:
+        reply["issued_token_type"] = _ACCESS_TOKEN_TYPE  # required by RFC 8693
+    return TokenReply(200, reply)
 
 
 class GCSTokenHandler(web.RequestHandler):
     """Tornado handler for :func:`gcs_token_endpoint`.
 
-    Mount with ``(r"/token/gcs", GCSTokenHandler, {"authenticate": ..., "issue": ...})``.
+    Mount at ``<service prefix>`` + :data:`~.google_client.TOKEN_ROUTE` with
+    ``{"authenticate": ..., "issue": ...}`` (see :func:`gcs_token_endpoint`).
     Authentication is the refresh token in the body, not a cookie, so no XSRF check.
     """
 

@@ -11,6 +11,9 @@ token table stands in for it (``_authenticate``), refusing as the service does.
 from __future__ import annotations
 
 import asyncio
+import json
+import shlex
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,7 +39,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 BUCKET = "pangeo-scratch"
 SCRATCH = {"url": f"gs://{BUCKET}/users"}
 SOURCE_TOKEN = "ya29.broker-own-token"
-HUB_TOKENS = {"alice-hub-token": "alice", "Bob-hub-token": "Bob"}
+HUB_TOKENS = {
+    "alice-hub-token": "alice",
+    "Bob-hub-token": "Bob",
+    # A Dask worker's token: the owner's, but only the broker's scope (the service checks).
+    "alice-worker-token": "alice",
+}
 TOKEN_PATH = "/services/scratch-credentials/token/gcs"
 
 
@@ -83,11 +91,24 @@ async def broker() -> AsyncIterator[Broker]:
 
 
 def _user_credentials_file(tmp_path, monkeypatch, token_url: str, hub_token: str) -> None:
-    """What a user's server gets: the file, and GOOGLE_APPLICATION_CREDENTIALS naming it."""
+    """The per-server variant: the file carries the token; the variable names the file."""
     path = google_client.write_file(
-        tmp_path / f"{hub_token}.json", google_client.credentials_info(token_url, hub_token)
+        tmp_path / f"{hub_token}.json", google_client.authorized_user_info(token_url, hub_token)
     )
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+
+
+def _static_credentials_file(tmp_path, monkeypatch, token_url: str, env: dict[str, str]) -> None:
+    """The static variant: no secret in the file; the token comes from the environment."""
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(google_client.__file__)} subject-token"
+    path = tmp_path / "static.json"
+    path.write_text(json.dumps(google_client.external_account_info(token_url, command)))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    monkeypatch.setenv("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1")
+    for name in ("JUPYTERHUB_API_TOKEN", "PANGEO_SCRATCH_BROKER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
 
 
 def _bearer(headers: dict[str, str]) -> str:
@@ -189,6 +210,57 @@ async def test_gcsfs_credentials_refresh_through_the_broker(
     assert len(set(tokens)) == 3
 
 
+@pytest.mark.parametrize(
+    ("env", "user"),
+    [
+        ({"JUPYTERHUB_API_TOKEN": "Bob-hub-token"}, "-42ob"),
+        # A worker: its broker-only token wins over any server token in its environment.
+        (
+            {
+                "JUPYTERHUB_API_TOKEN": "Bob-hub-token",
+                "PANGEO_SCRATCH_BROKER_TOKEN": "alice-worker-token",
+            },
+            "alice",
+        ),
+    ],
+)
+async def test_static_file_refreshes_through_the_broker_across_expiry(
+    broker: Broker, tmp_path, monkeypatch, env: dict[str, str], user: str
+) -> None:
+    broker.sts.expires_in = 1
+    _static_credentials_file(tmp_path, monkeypatch, broker.token_url, env)
+    creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
+    expected = access_boundary(BUCKET, f"users/{user}")
+    seen: list[str] = []
+    for _ in range(3):
+        headers: dict[str, str] = {}
+        await asyncio.to_thread(creds.before_request, Request(), "GET", "https://x", headers)
+        token = _bearer(headers)
+        issued = broker.sts.token_info(token)
+        assert issued is not None and issued.boundary == expected
+        seen.append(token)
+        await _wait_expired(broker.sts, token)
+    assert len(set(seen)) == 3
+    # gcsfs, from the same file.
+    gcreds = await asyncio.to_thread(GoogleCredentials, None, "read_write", "google_default")
+    headers = {}
+    await asyncio.to_thread(gcreds.apply, headers)
+    assert broker.sts.token_info(_bearer(headers)).boundary == expected
+
+
+async def test_static_file_without_a_token_in_the_environment_fails_clearly(
+    broker: Broker, tmp_path, monkeypatch
+) -> None:
+    _static_credentials_file(tmp_path, monkeypatch, broker.token_url, {})
+    creds, _ = google.auth.default()
+    with pytest.raises(
+        google.auth.exceptions.RefreshError,
+        match="neither PANGEO_SCRATCH_BROKER_TOKEN nor JUPYTERHUB_API_TOKEN is set",
+    ):
+        await asyncio.to_thread(creds.refresh, Request())
+    assert broker.sts.exchanges == []
+
+
 async def test_a_long_lifetime_is_reused_not_refetched(
     broker: Broker, tmp_path, monkeypatch
 ) -> None:
@@ -216,6 +288,14 @@ async def test_a_bad_or_foreign_token_is_refused(
     broker: Broker, tmp_path, monkeypatch, hub_token: str, reason: str
 ) -> None:
     _user_credentials_file(tmp_path, monkeypatch, broker.token_url, hub_token)
+    creds, _ = google.auth.default()
+    with pytest.raises(google.auth.exceptions.OAuthError, match=f"invalid_grant: {reason}"):
+        await asyncio.to_thread(creds.refresh, Request())
+    assert creds.token is None
+    # The same through the static file's token exchange.
+    _static_credentials_file(
+        tmp_path, monkeypatch, broker.token_url, {"JUPYTERHUB_API_TOKEN": hub_token}
+    )
     creds, _ = google.auth.default()
     with pytest.raises(google.auth.exceptions.OAuthError, match=f"invalid_grant: {reason}"):
         await asyncio.to_thread(creds.refresh, Request())

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import google.auth
 import pytest
-from google.auth import external_account_authorized_user
+from google.auth import external_account_authorized_user, pluggable
 from tornado import web
 
 from pangeo_cloud.broker import google_client
@@ -131,10 +131,31 @@ async def _call(form: dict[str, str], content_type: str = FORM, issue=_issue):
     return await gcs_token_endpoint(content_type, urlencode(form).encode(), _authenticate, issue)
 
 
-async def test_endpoint_issues_the_users_token() -> None:
+EXCHANGE = {
+    "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+    "subject_token": "alice-hub-token",
+    "subject_token_type": google_client.SUBJECT_TOKEN_TYPE,
+    "audience": google_client.AUDIENCE,
+    "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+    "scope": "https://www.googleapis.com/auth/devstorage.read_write",
+}
+
+
+async def test_endpoint_issues_the_users_token_for_a_refresh() -> None:
     reply = await _call({"grant_type": "refresh_token", "refresh_token": "alice-hub-token"})
     assert reply.status == 200
     assert reply.body == {"access_token": "tok-alice", "expires_in": 600, "token_type": "Bearer"}
+
+
+async def test_endpoint_issues_the_users_token_for_an_exchange() -> None:
+    reply = await _call(EXCHANGE)
+    assert reply.status == 200
+    assert reply.body == {
+        "access_token": "tok-alice",
+        "expires_in": 600,
+        "token_type": "Bearer",
+        "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+    }
 
 
 @pytest.mark.parametrize(
@@ -145,6 +166,10 @@ async def test_endpoint_issues_the_users_token() -> None:
         ({"grant_type": "refresh_token", "refresh_token": "x"}, "text/plain", 400, "", "form"),
         ({"grant_type": "refresh_token", "refresh_token": "foreign"}, FORM, 401, "", "expired"),
         ({"grant_type": "refresh_token", "refresh_token": "no-scope"}, FORM, 403, "", "lacks"),
+        ({**EXCHANGE, "audience": "//iam.googleapis.com/x"}, FORM, 400, "invalid_target", "aud"),
+        ({**EXCHANGE, "subject_token_type": "x"}, FORM, 400, "invalid_request", "type"),
+        ({**EXCHANGE, "subject_token": ""}, FORM, 401, "invalid_request", "subject_token"),
+        ({**EXCHANGE, "subject_token": "foreign"}, FORM, 401, "invalid_grant", "expired"),
     ],
 )
 async def test_endpoint_refuses_with_an_oauth_error(form, content_type, status, error, words):
@@ -168,12 +193,27 @@ async def test_endpoint_never_falls_back_when_the_provider_fails() -> None:
     assert reply.body["error_description"].startswith("Google token exchange failed")
 
 
-# --- the credentials file -------------------------------------------------------------
+# --- the credentials files ------------------------------------------------------------
 
 
-def test_credentials_file_is_private_and_google_auth_default_loads_it(tmp_path, monkeypatch):
+def test_static_file_is_loaded_by_google_auth_default(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "gcs.json"
+    info = google_client.external_account_info(
+        "http://127.0.0.1:9/services/scratch-credentials/api/token/gcs",
+        "python3 /x/gc.py subject-token",
+    )
+    path.write_text(json.dumps(info))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    creds, _ = google.auth.default()
+    assert isinstance(creds, pluggable.Credentials)
+    assert not creds.valid  # first use runs the command and asks the broker
+    assert creds.info["token_url"].endswith("/api/token/gcs")
+    assert creds.info["audience"] == google_client.AUDIENCE
+
+
+def test_authorized_user_file_is_private_and_loaded_by_google_auth_default(tmp_path, monkeypatch):
     path = tmp_path / "run" / "gcs.json"
-    info = google_client.credentials_info("http://127.0.0.1:9/token/gcs", "hub-token")
+    info = google_client.authorized_user_info("http://127.0.0.1:9/token/gcs", "hub-token")
     google_client.write_file(path, info)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text())["refresh_token"] == "hub-token"
@@ -184,17 +224,39 @@ def test_credentials_file_is_private_and_google_auth_default_loads_it(tmp_path, 
     assert creds.token_url == "http://127.0.0.1:9/token/gcs"
 
 
-def test_credentials_file_command_reads_the_token_from_the_environment(tmp_path, monkeypatch):
+def test_subject_token_prefers_the_workers_broker_token() -> None:
+    both = {"JUPYTERHUB_API_TOKEN": "server", "PANGEO_SCRATCH_BROKER_TOKEN": "worker"}
+    response, status = google_client.subject_token_response(both)
+    assert status == 0
+    assert response == {
+        "version": 1,
+        "success": True,
+        "token_type": google_client.SUBJECT_TOKEN_TYPE,
+        "id_token": "worker",
+    }
+    assert (
+        google_client.subject_token_response({"JUPYTERHUB_API_TOKEN": "server"})[0]["id_token"]
+        == "server"
+    )
+    response, status = google_client.subject_token_response({})
+    assert status == 1 and response["success"] is False
+    assert "JUPYTERHUB_API_TOKEN" in response["message"]
+
+
+def test_write_authorized_user_command(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-token")
+    monkeypatch.setenv("PANGEO_SCRATCH_BROKER_URL", "http://h/services/scratch-credentials/")
     path = tmp_path / "gcs.json"
-    assert google_client.main([str(path), "--token-url", "http://127.0.0.1:9/t"]) == 0
-    assert json.loads(path.read_text())["type"] == "external_account_authorized_user"
+    assert google_client.main(["write-authorized-user", str(path)]) == 0
+    info = json.loads(path.read_text())
+    assert info["type"] == "external_account_authorized_user"
+    assert info["token_url"] == "http://h/services/scratch-credentials/api/token/gcs"
     monkeypatch.delenv("JUPYTERHUB_API_TOKEN")
-    assert google_client.main([str(tmp_path / "x.json"), "--token-url", "http://h/t"]) == 2
+    assert google_client.main(["write-authorized-user", str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()
 
 
 @pytest.mark.parametrize(("url", "token"), [("ftp://h/t", "t"), ("http://h/t", "")])
-def test_credentials_info_refuses_bad_input(url: str, token: str) -> None:
+def test_authorized_user_info_refuses_bad_input(url: str, token: str) -> None:
     with pytest.raises(ValueError):
-        google_client.credentials_info(url, token)
+        google_client.authorized_user_info(url, token)
