@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import json
 import re
 import threading
@@ -70,6 +71,7 @@ __all__ = [
 ]
 
 GOOGLE_STS_URL = "https://sts.googleapis.com/v1/token"
+STS_TIMEOUT = 30.0  # seconds, for each call to the STS and the metadata server
 # The scope the broker's own token needs to be exchangeable for a storage token.
 SOURCE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 # What the boundary grants inside the prefix: objectAdmin's object permissions
@@ -175,14 +177,15 @@ class GCSProvider:
             raise ProviderError(f"credential lifetime must be positive, got {lifetime}")
         return await asyncio.to_thread(self._exchange, boundary, lifetime)
 
-    def _source_token(self, request: Request) -> tuple[str, datetime.datetime | None]:
+    def _source_token(self, request: Callable[..., Any]) -> tuple[str, datetime.datetime | None]:
         with self._lock:
             if not self._source.valid:
                 self._source.refresh(request)
             return self._source.token, self._source.expiry
 
     def _exchange(self, boundary: dict[str, Any], lifetime: int) -> dict:
-        request = Request(self._session)
+        # A bounded wait: a hung STS must fail the user's refresh, not hold it for minutes.
+        request = functools.partial(Request(self._session), timeout=STS_TIMEOUT)
         try:
             token, source_expiry = self._source_token(request)
             reply = self._sts.exchange_token(

@@ -161,6 +161,14 @@ async def test_provider_surfaces_an_sts_refusal_in_one_line(broker: Broker) -> N
     assert broker.sts.exchanges[-1].status == 400
 
 
+async def test_provider_with_the_sts_unreachable_fails_in_one_line(broker: Broker) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/v1/token"
+    provider = GCSProvider(BUCKET, StaticCredentials(token=SOURCE_TOKEN), closed)
+    with pytest.raises(ProviderError, match="^Google token exchange failed: ") as info:
+        await provider.issue("alice", "users/alice", 900)
+    assert "\n" not in str(info.value)
+
+
 # --- (c) google-auth and gcsfs refresh through the broker, across expiry ------------------
 
 

@@ -51,6 +51,14 @@ def test_boundary_is_exactly_the_prefix_and_its_listing() -> None:
     }
 
 
+def test_boundary_for_the_brokers_health_probe_prefix() -> None:
+    # The service probes with a prefix no username escapes to (it starts with '-').
+    rules = access_boundary("b-1", "-broker-health")["accessBoundary"]["accessBoundaryRules"]
+    assert rules[1]["availabilityCondition"]["expression"].endswith(
+        ".startsWith('-broker-health/')"
+    )
+
+
 def test_boundary_under_a_bucket_path_and_an_escaped_name() -> None:
     rules = access_boundary("b-1", "scratch/-41lice")["accessBoundary"]["accessBoundaryRules"]
     assert rules[0]["availabilityCondition"]["expression"] == (
