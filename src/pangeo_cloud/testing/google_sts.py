@@ -43,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-__all__ = ["Exchange", "GoogleSTSStandIn", "IssuedToken"]
+__all__ = ["Exchange", "GoogleSTSStandIn", "IssuedToken", "JSONHandler", "serve_on_loopback"]
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -169,43 +169,21 @@ class GoogleSTSStandIn:
         """Serve on 127.0.0.1 and a free port in a background thread."""
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 if self.path.split("?")[0] != "/v1/token":
-                    self._send(404, {"error": "not_found", "error_description": self.path})
+                    self.send_json(404, {"error": "not_found", "error_description": self.path})
                     return
-                length = int(self.headers.get("Content-Length") or 0)
                 status, reply = standin.exchange(
-                    self.headers.get("Content-Type", ""), self.rfile.read(length)
+                    self.headers.get("Content-Type", ""), self.read_body()
                 )
-                self._send(status, reply)
+                self.send_json(status, reply)
 
-            def _send(self, status: int, reply: dict[str, Any]) -> None:
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass  # requests are recorded in `exchanges`, not printed
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="google-sts-standin", daemon=True
-        )
-        self._thread.start()
+        self._server, self._thread = serve_on_loopback(Handler, "google-sts-standin")
         return self
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(10)
+        stop_server(self._server, self._thread)
         self._server = None
 
     def __enter__(self) -> GoogleSTSStandIn:
@@ -213,6 +191,51 @@ class GoogleSTSStandIn:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """Request handler base for the loopback stand-ins: JSON replies, quiet logs."""
+
+    def read_body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def send_bytes(
+        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_json(self, status: int, reply: Any) -> None:
+        self.send_bytes(status, json.dumps(reply).encode(), "application/json; charset=UTF-8")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # the stand-ins record requests themselves
+
+
+def serve_on_loopback(
+    handler: type[BaseHTTPRequestHandler], name: str
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """Serve ``handler`` on 127.0.0.1 and a free port in a daemon thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def stop_server(server: ThreadingHTTPServer | None, thread: threading.Thread | None) -> None:
+    """Stop what :func:`serve_on_loopback` started (no-op if not started)."""
+    if server is None:
+        return
+    server.shutdown()
+    server.server_close()
+    if thread is not None:
+        thread.join(10)
 
 
 def _form(content_type: str, body: bytes) -> dict[str, str]:
