@@ -8,6 +8,7 @@ its JSON API gcsfs uses for small objects, on loopback (point gcsfs at it with
   ``maxResults``; one page), ``GET /storage/v1/b/{bucket}/o/{object}``
   (metadata, or data with ``alt=media``), ``GET /download/storage/v1/b/{bucket}/o/{object}``
   (data; ``Range: bytes=a-b``), ``POST /upload/storage/v1/b/{bucket}/o?uploadType=multipart``,
+  ``POST /storage/v1/b/{bucket}/o/{object}/rewriteTo/b/{bucket}/o/{object}`` (copy),
   ``DELETE /storage/v1/b/{bucket}/o/{object}``, ``GET /storage/v1/b/{bucket}``;
   resumable uploads and batch requests are not served (501).
 - errors as Google sends them: ``{"error": {"code", "message", "errors": [...]}}``.
@@ -233,6 +234,19 @@ class GoogleStorageStandIn:
         self.put(name, data)
         return self.objects[name].resource(self.bucket, name)
 
+    def rewrite(self, auth: str, source: str, target: str) -> dict[str, Any]:
+        """objects.rewrite within the bucket (what gcsfs's copy uses)."""
+        data = self.get(auth, source).data
+        resource = self.upload(auth, target, data)
+        size = str(len(data))
+        return {
+            "kind": "storage#rewriteResponse",
+            "totalBytesRewritten": size,
+            "objectSize": size,
+            "done": True,
+            "resource": resource,
+        }
+
     def delete(self, auth: str, name: str) -> None:
         self.authorize(auth, "storage.objects.delete", self._resource(name))
         with self._lock:
@@ -275,6 +289,9 @@ def _multipart_upload(content_type: str, body: bytes) -> tuple[str, bytes]:
     if len(parts) != 2:
         raise _Denied(400, "multipart upload needs a metadata part and a media part")
     return json.loads(_part_body(parts[0]))["name"], _part_body(parts[1])
+
+
+_REWRITE = re.compile(r"/storage/v1/b/([^/]+)/o/([^/]+)/rewriteTo/b/([^/]+)/o/([^/]+)")
 
 
 def _handler(store: GoogleStorageStandIn) -> type[JSONHandler]:
@@ -325,6 +342,15 @@ def _handler(store: GoogleStorageStandIn) -> type[JSONHandler]:
                     self.headers.get("Content-Type", ""), self.read_body()
                 )
                 self.send_json(200, store.upload(auth, name, data))
+            elif method == "POST" and (rewrite := _REWRITE.fullmatch(path)):
+                if (
+                    unquote(rewrite.group(1)) != store.bucket
+                    or unquote(rewrite.group(3)) != store.bucket
+                ):
+                    raise _Denied(404, "only rewrites within the stand-in's bucket are served")
+                source, target = unquote(rewrite.group(2)), unquote(rewrite.group(4))
+                self.read_body()
+                self.send_json(200, store.rewrite(auth, source, target))
             elif method == "DELETE" and path.startswith(objects + "/"):
                 store.delete(auth, unquote(path[len(objects) + 1 :]))
                 self.send_bytes(204, b"", "application/json")
