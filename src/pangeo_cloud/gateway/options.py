@@ -15,6 +15,7 @@ from typing import Any
 from dask_gateway_server.options import Float, Integer, Mapping, Options, String
 
 from pangeo_cloud.gateway.policy import GIB, Policy
+from pangeo_cloud.gateway.scratch_token import worker_scratch_env
 from pangeo_cloud.scratch import scratch_env
 
 BACKENDS = ("kubernetes", "local")
@@ -108,8 +109,10 @@ def cluster_overrides(
 
     env = dict(base_environment or {})
     env.update(user_environment(options.environment))
-    # Last, so that nobody can point PANGEO_SCRATCH at another user's prefix.
+    # Last, so that nobody can point PANGEO_SCRATCH at another user's prefix
+    # or hand workers another user's broker token.
     env.update(scratch_env(policy.scratch, user.name))
+    env.update(worker_scratch_env(policy.scratch, user.name))
 
     out: dict[str, Any] = {
         "worker_cores": cores,

@@ -126,6 +126,20 @@ class UpProcess:
     def password(self) -> str:
         return self.secrets["user_password"]
 
+    def server_env(self, user: str) -> dict[str, str]:
+        """The environment of `user`'s running server process (read from /proc)."""
+        home = str(self.data_dir / "homes" / user)
+        for pid in processes.tagged(self.runtime["run_id"]):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                raw = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if f"--ServerApp.root_dir={home}".encode() in cmdline:
+                pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+                return {k.decode(): v.decode() for k, v in pairs}
+        raise AssertionError(f"no server process for {user}")
+
     def log(self, name: str = "hub") -> Path:
         return self.data_dir / "logs" / f"{name}.log"
 
