@@ -18,6 +18,13 @@ broker's own identity may do. :func:`access_boundary` builds the boundary:
    exactly this). A list of the bucket root or of another user's prefix, and
    any read outside the prefix, is refused.
 
+Both conditions end at the ``/`` after the prefix, because escaped usernames
+may extend one another (``alice``, ``alice2``). One consequence: the prefix
+root itself is not reachable as an object or a list prefix without that
+slash, so ``gcsfs``'s ``info``/``exists`` of ``$PANGEO_SCRATCH`` itself answer
+403 while ``ls``, ``find`` and everything under it work (pinned in
+tests/integration/broker/test_gcs_scratch_isolation.py).
+
 Lifetime: Google's STS takes no lifetime for a downscoped token; the token
 lives as long as the broker's source token (at most one hour for a Workload
 Identity token). The provider reports ``expires_in = min(lifetime, the STS's
@@ -272,6 +279,13 @@ def _parse_form(content_type: str, body: bytes) -> dict[str, str]:
         raise TokenRefused(400, "the body is not a valid form", "invalid_request") from None
 
 
+def _http_error_reason(exc: web.HTTPError) -> str:
+    """The one-line reason of a tornado HTTPError (its log message, formatted as tornado does)."""
+    if exc.log_message:
+        return exc.log_message % exc.args if exc.args else exc.log_message
+    return exc.reason or "token refused"
+
+
 def _hub_token(form: Mapping[str, str]) -> str:
     """The JupyterHub token a request carries, by grant type (see google_client)."""
     grant = form.get("grant_type")
@@ -321,8 +335,7 @@ async def gcs_token_endpoint(
     except TokenRefused as exc:
         return _oauth_error(exc.status, exc.error, exc.reason)
     except web.HTTPError as exc:
-        reason = exc.log_message or exc.reason or "token refused"
-        return _oauth_error(exc.status_code, "invalid_grant", reason)
+        return _oauth_error(exc.status_code, "invalid_grant", _http_error_reason(exc))
     try:
         creds = await issue(username)
     except ProviderError as exc:

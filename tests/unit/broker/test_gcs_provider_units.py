@@ -127,7 +127,7 @@ async def _authenticate(token: str) -> str:
     if token == "alice-hub-token":
         return "alice"
     if token == "no-scope":
-        raise web.HTTPError(403, "token lacks access:services!service=scratch-credentials")
+        raise web.HTTPError(403, "token lacks %s", "access:services!service=scratch-credentials")
     raise TokenRefused(401, "invalid or expired JupyterHub token")
 
 
@@ -173,7 +173,7 @@ async def test_endpoint_issues_the_users_token_for_an_exchange() -> None:
         ({"grant_type": "refresh_token"}, FORM, 401, "invalid_request", "missing"),
         ({"grant_type": "refresh_token", "refresh_token": "x"}, "text/plain", 400, "", "form"),
         ({"grant_type": "refresh_token", "refresh_token": "foreign"}, FORM, 401, "", "expired"),
-        ({"grant_type": "refresh_token", "refresh_token": "no-scope"}, FORM, 403, "", "lacks"),
+        ({"grant_type": "refresh_token", "refresh_token": "no-scope"}, FORM, 403, "", "lacks acc"),
         ({**EXCHANGE, "audience": "//iam.googleapis.com/x"}, FORM, 400, "invalid_target", "aud"),
         ({**EXCHANGE, "subject_token_type": "x"}, FORM, 400, "invalid_request", "type"),
         ({**EXCHANGE, "subject_token": ""}, FORM, 401, "invalid_request", "subject_token"),
