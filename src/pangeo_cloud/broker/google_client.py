@@ -12,7 +12,8 @@ keeps working, and user code changes not at all. Two file types work:
 
 1. **Static, recommended** (:func:`external_account_info`): type
    ``external_account`` with an *executable* credential source, the command
-   ``python3 <this file> subject-token``. The file holds no secret (it can be a
+   ``python3 -I -S <this file> subject-token`` (isolated, no site-packages: it
+   needs only the standard library and starts fastest so). The file holds no secret (it can be a
    ConfigMap shared by every server and Dask worker); the command prints the
    token of the process's environment (``PANGEO_SCRATCH_BROKER_TOKEN``, the
    workers' broker-only token, else ``JUPYTERHUB_API_TOKEN``) in the executable
@@ -55,14 +56,14 @@ run with ``python3`` where our package is not installed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "AUDIENCE",
@@ -156,6 +157,9 @@ def subject_token_response(env: Mapping[str, str]) -> tuple[dict[str, Any], int]
 
 def write_file(path: str | os.PathLike[str], info: Mapping[str, Any]) -> Path:
     """Write ``info`` to ``path`` atomically, readable only by its owner (0600)."""
+    import tempfile
+    from pathlib import Path
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Created 0600 by mkstemp, so a token is never readable by others, even briefly.
@@ -171,6 +175,14 @@ def write_file(path: str | os.PathLike[str], info: Mapping[str, Any]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["subject-token"]:
+        # google-auth runs this at every refresh: answer before importing anything more.
+        response, status = subject_token_response(os.environ)
+        print(json.dumps(response))
+        return status
+    import argparse
+
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("subject-token", help="print the token for google-auth (executable source)")
@@ -181,10 +193,6 @@ def main(argv: list[str] | None = None) -> int:
         help="the broker's GCS token endpoint (default: from PANGEO_SCRATCH_BROKER_URL)",
     )
     args = parser.parse_args(argv)
-    if args.command == "subject-token":
-        response, status = subject_token_response(os.environ)
-        print(json.dumps(response))
-        return status
     try:
         url = args.token_url or token_url_from(os.environ.get("PANGEO_SCRATCH_BROKER_URL", ""))
         info = authorized_user_info(url, environment_token(os.environ))
