@@ -141,3 +141,32 @@ async def test_the_prefix_root_itself_is_not_an_object_alice_may_stat(
         assert await asyncio.to_thread(op, scratch) == [f"{BUCKET}/users/alice/a.txt"]
     assert await asyncio.to_thread(fs.info, scratch + "a.txt")
     assert await asyncio.to_thread(fs.exists, scratch + "nothing-here") is False
+
+
+async def test_google_cloud_storage_client_with_brokered_credentials(
+    gcs_broker: Broker, storage: GoogleStorageStandIn, tmp_path, monkeypatch
+) -> None:
+    from google.api_core import exceptions
+    from google.cloud import storage as gcs
+
+    gcs_broker.sts.expires_in = 1  # every request refreshes through the broker
+    static_credentials_file(
+        tmp_path, monkeypatch, gcs_broker.token_url, {"JUPYTERHUB_API_TOKEN": "alice-hub-token"}
+    )
+
+    def work() -> None:
+        client = gcs.Client(project="p", client_options={"api_endpoint": storage.url})
+        bucket = client.bucket(BUCKET)
+        bucket.blob("users/alice/gcs.txt").upload_from_string(b"from google-cloud-storage")
+        assert bucket.blob("users/alice/gcs.txt").download_as_bytes() == (
+            b"from google-cloud-storage"
+        )
+        names = [b.name for b in client.list_blobs(BUCKET, prefix="users/alice/")]
+        assert names == ["users/alice/gcs.txt"]
+        with pytest.raises(exceptions.Forbidden):
+            bucket.blob("users/bob/secret.txt").download_as_bytes()
+        with pytest.raises(exceptions.Forbidden):
+            list(client.list_blobs(BUCKET, prefix="users/"))
+
+    await asyncio.to_thread(work)
+    assert storage.objects["users/alice/gcs.txt"].data == b"from google-cloud-storage"
