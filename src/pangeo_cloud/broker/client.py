@@ -70,14 +70,16 @@ def fetch(env: dict[str, str] | None = None, sleep: Callable[[float], None] = ti
             with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
                 return json.loads(resp.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}: {_error_line(exc)}"
+            last = f"refused (HTTP {exc.code}: {_error_line(exc)})"
             if exc.code < 500:
                 break  # refused: retrying will not change the answer
+        except urllib.error.URLError as exc:
+            last = f"did not answer ({exc.reason})"
         except (OSError, ValueError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
+            last = f"failed ({type(exc).__name__}: {exc})"
         if attempt + 1 < ATTEMPTS:
             sleep(0.5 * 2**attempt)
-    raise BrokerError(f"the scratch-credentials broker at {url} refused: {last}")
+    raise BrokerError(f"the scratch-credentials broker at {url} {last}")
 
 
 def aws(answer: dict) -> dict:

@@ -3,8 +3,9 @@
 Schemas say what the charts accept; these checks say what Pangeo Cloud promises
 (see the user docs): 10 GB homes, idle servers culled within an hour, Dask
 clusters culled after 60 idle minutes with capped sizes, hardware profiles that
-fit the nodes, GitHub-team-only login, a per-user scratch prefix, and a
-notebook image whose dask-gateway client matches the gateway.
+fit the nodes, GitHub-team-only login, a per-user scratch prefix that only its
+user can reach (the scratch-credentials broker with its own cloud identity, user
+pods without one), and a notebook image whose dask-gateway client matches the gateway.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ GATEWAY_PREFIX = "/services/dask-gateway"
 GATEWAY_SCOPE = "access:services!service=dask-gateway"
 SCRATCH_SCHEME = {"gcp": "gs", "aws": "s3", "local": "s3"}
 IDENTITY_ANNOTATION = {"gcp": "iam.gke.io/gcp-service-account", "aws": "eks.amazonaws.com/role-arn"}
+BROKER_SCOPE = "access:services!service=scratch-credentials"
+# The broker's cloud names each cloud deployment must set (under scratchBroker).
+BROKER_IDENTITY = {
+    "aws": ("aws.identityRoleArn", "aws.scratchRoleArn"),
+    "gcp": ("gcp.serviceAccount",),
+}
 _SINGLE_BRACE_IMAGE_SPEC = re.compile(r"(?<!\{)\{JUPYTER_IMAGE_SPEC\}(?!\})")
 _TEAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*:[A-Za-z0-9][A-Za-z0-9._-]*$")
 GATEWAY_ENV = (
@@ -293,7 +300,8 @@ class _Checker:
         if not sa.get("create"):
             self.fail(
                 ("userServiceAccount", "create"),
-                "cloud deployments bind user pods to a cloud identity: create the service account",
+                "cloud deployments give user pods their own service account (with no cloud "
+                "identity): create it",
             )
             return
         if self.get("jupyterhub", "singleuser", "serviceAccountName") != sa.get("name"):
@@ -302,8 +310,57 @@ class _Checker:
                 f"must be {sa.get('name')!r}, the service account this chart creates",
             )
         key = IDENTITY_ANNOTATION[self.d.cloud]
-        if not (sa.get("annotations") or {}).get(key):
-            self.fail(("userServiceAccount", "annotations"), f"needs the {key} annotation")
+        if (sa.get("annotations") or {}).get(key):
+            self.fail(
+                ("userServiceAccount", "annotations", key),
+                "user pods and Dask workers must have no bucket access of their own: remove "
+                "this annotation; scratch credentials come from the broker "
+                f"(scratchBroker.{BROKER_IDENTITY[self.d.cloud][0]})",
+            )
+
+    def scratch_broker(self) -> None:
+        """The broker runs, has its cloud names, and servers and workers can reach it."""
+        if not self.get("scratchBroker", "enabled", default=False):
+            self.fail(
+                ("scratchBroker", "enabled"),
+                "must be true: without the broker nobody gets scratch credentials "
+                "(and nothing may fall back to wider ones)",
+            )
+            return
+        broker = ("jupyterhub", "custom", "pangeo", "scratch", "broker")
+        if not self.get(*broker, "url"):
+            self.fail((*broker, "url"), "set the broker's URL (servers and workers call it)")
+        scheme = SCRATCH_SCHEME[self.d.cloud]
+        if scheme == "s3" and not self.get(*broker, "awsConfigFile"):
+            self.fail((*broker, "awsConfigFile"), "s3:// scratch needs the AWS config file path")
+        scopes = self.get(
+            "jupyterhub", "hub", "config", "Spawner", "server_token_scopes", default=[]
+        )
+        if BROKER_SCOPE not in (scopes or []):
+            self.fail(
+                ("jupyterhub", "hub", "config", "Spawner", "server_token_scopes"),
+                f"must include {BROKER_SCOPE}, or servers get no scratch credentials",
+            )
+        if self.d.cloud == "local":
+            return
+        for key in BROKER_IDENTITY[self.d.cloud]:
+            path = ("scratchBroker", *key.split("."))
+            if not self.get(*path):
+                self.fail(
+                    path,
+                    f"{self.d.cloud} deployments name the broker's cloud identity here "
+                    "(see the README's operator guide)",
+                )
+        if self.d.cloud == "aws":
+            ids = [
+                self.get("scratchBroker", "aws", k) for k in ("identityRoleArn", "scratchRoleArn")
+            ]
+            if ids[0] and ids[0] == ids[1]:
+                self.fail(
+                    ("scratchBroker", "aws", "scratchRoleArn"),
+                    "must be a role other than identityRoleArn (the session policy applies "
+                    "to the assumed role; the broker's own role has no bucket access)",
+                )
 
     # --- software ------------------------------------------------------------
     def image_spec_braces(self) -> None:
@@ -368,6 +425,7 @@ CHECKS: dict[str, Callable[[_Checker], None]] = {
     "login": _Checker.login,
     "scratch": _Checker.scratch,
     "identity": _Checker.identity,
+    "scratch-broker": _Checker.scratch_broker,
     "image-spec-braces": _Checker.image_spec_braces,
     "notebook-image": _Checker.notebook_image,
 }
