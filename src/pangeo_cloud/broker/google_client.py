@@ -2,8 +2,8 @@
 
 gcsfs, google-cloud-storage, zarr and xarray find credentials with
 ``google.auth.default()``, which first reads the file named by
-``GOOGLE_APPLICATION_CREDENTIALS`` (gcsfs's default ``token="google_default"``
-goes through the same function). We point that variable at a file whose
+``GOOGLE_APPLICATION_CREDENTIALS`` (gcsfs's default, ``token=None``, tries
+that function first). We point that variable at a file whose
 ``token_url`` is the broker's GCS token endpoint (``<broker URL>`` +
 :data:`TOKEN_ROUTE`). google-auth fetches a token there on first use and a new
 one whenever the current one is within its refresh margin of expiry (3 min 45 s
