@@ -1,18 +1,27 @@
-"""A real JupyterHub and a real dask-gateway-server on loopback, once per session.
+"""A real JupyterHub configured from a production deployment, and a real dask-gateway-server.
 
-The hub (with configurable-http-proxy) registers `dask-gateway` as a service and
-grants every user `access:services!service=dask-gateway` through the `user`
-role, and the gateway's service `list:users`, as the chart does. The gateway
-runs `pangeo_cloud.gateway.config.configure` with backend="local"
-(PangeoLocalBackend: real `dask scheduler` / `dask worker` processes) and
-authenticates users' tokens against the hub. Users, groups, tokens and servers
-are made through the hub's REST API by an admin service.
+The hub is gcp-us-central1-b `prod`: that stage's merged `jupyterhub:` values,
+mapped as z2jh maps them and then configured by our own ``z2jh_entry.py``
+(``launch_hub`` of tests/integration/hub/hub_process_support.py), so GitHub team
+login (through the GitHub stand-in), ``refresh_pre_spawn``, the membership
+re-check, teams as groups, group-restricted profiles and the services and
+roles of ``hub.services`` / ``hub.loadRoles`` (the gateway's ``list:users``)
+are all on. The gateway runs ``pangeo_cloud.gateway.config.configure`` with the
+same stage's ``jupyterhub.custom.pangeo`` and backend="local"
+(PangeoLocalBackend: real `dask scheduler` / `dask worker` processes), and
+authenticates users' tokens against the hub.
 
-The gateway stops the clusters of users without a running server (checked
-every second here), so `Federation.user` starts a real server for each user
-(``jupyterhub-singleuser`` through ``SimpleLocalProcessSpawner``), as every
-notebook user has one; the `federation` fixture stops the servers a test
-started.
+Users log in through the stand-in (so they exist with ``auth_state`` and their
+teams as groups); their servers (``jupyterhub-singleuser`` through
+``SimpleLocalProcessSpawner``: no Kubernetes here) are started through the
+hub's REST API afterwards, passing the pre-spawn refresh and re-check. The
+gateway stops the clusters of users without a running server, so
+`Federation.user` starts one for each user by default; the `federation`
+fixture stops the servers a test started.
+
+Test-only changes to the deployment's values are in `OVERRIDES`, each with
+its reason; tests read limits from `Federation.settings` (the effective
+``custom.pangeo``), never from copies.
 """
 
 from __future__ import annotations
@@ -28,45 +37,97 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
 import pytest
 
 from pangeo_cloud.ports import free_ports
+from pangeo_cloud.testing.github import GitHubStandIn
 
-START_TIMEOUT = 60  # seconds for the hub or the gateway to answer
+# The hub harness is shared with tests/integration/hub (a plain module there).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
+from hub_process_support import CLIENT_ID, Hub, deployment_hub_values, launch_hub  # noqa: E402
+
+START_TIMEOUT = 60  # seconds for the gateway to answer
+SERVER_TIMEOUT = 90  # seconds for a user's server to start or stop
 SERVICE = "dask-gateway"
-ADMIN_SERVICE = "pangeo-test-admin"
+DEPLOYMENT = "gcp-us-central1-b"
+# A GitHub team of the deployment's organization, not one of its allowed teams:
+# members of it are let in by the deployment's users team, and it becomes their
+# JupyterHub group (the groupLimits entry below is for it).
 POWER_GROUP = "pangeo-data:power-users"
 
-# Kept small for a 2-core machine: local workers are 1 core / 1 GiB processes.
-SETTINGS = {
-    "scratch": {
-        "url": "s3://pangeo-scratch",
-        "endpoint": "http://127.0.0.1:9",
-        "region": "us-west-2",
-    },
-    "gateway": {
-        "idleTimeout": 600,
-        "clusterMaxCores": 8,
-        "clusterMaxMemoryGiB": 16,
-        "clusterMaxWorkers": 2,
-        "workerCores": {"min": 1, "max": 2, "default": 1},
-        "workerMemoryGiB": {"min": 0.5, "max": 4, "default": 1},
-        # Per user, over all their clusters (each local scheduler counts 1 core, 2 GiB).
-        "userMaxClusters": 3,
-        "userMaxCores": 7,
-        "userMaxMemoryGiB": 12,
-        "userMaxWorkers": 4,
-        "groupLimits": {POWER_GROUP: {"clusterMaxWorkers": 5, "userMaxWorkers": 6}},
-        "serverCheckSeconds": 1,
-    },
+# Only what a 2-core test machine and test waits need (merged onto the
+# deployment's custom.pangeo.gateway with Helm's rules; everything else,
+# e.g. userMaxClusters, idleTimeout, stopClustersWithServer, is production's).
+GATEWAY_OVERRIDES: dict[str, Any] = {
+    # Local workers are processes on this machine: at most one thread per core
+    # it has, and a small default so that a few workers reach the totals below.
+    "workerCores": {"max": 2, "default": 1},
+    "workerMemoryGiB": {"max": 4, "default": 1},
+    # Per-cluster and per-user caps reachable with a handful of scheduler and
+    # worker processes (production: 40 workers / 80 cores per cluster, 50
+    # workers / 100 cores per user). Totals stay >= the per-cluster caps, as
+    # `validate` requires.
+    "clusterMaxWorkers": 2,
+    "clusterMaxCores": 7,
+    "clusterMaxMemoryGiB": 12,
+    "userMaxWorkers": 4,
+    "userMaxCores": 7,
+    "userMaxMemoryGiB": 12,
+    # Production has no group limits; test_group_limits_apply needs one.
+    "groupLimits": {POWER_GROUP: {"clusterMaxWorkers": 5, "userMaxWorkers": 6}},
+    # Production checks servers every 30 s; clusters of a stopped server must
+    # stop well within the tests' 60 s waits.
+    "serverCheckSeconds": 1,
 }
-SERVER_TIMEOUT = 90  # seconds for a user's server to start or stop
+
+# Singleuser servers as local processes (the hub's own OS user), started
+# through the REST API: z2jh's slow_spawn_timeout 0 answers at once, the
+# harness polls readiness.
+AFTER_ENTRY = f"""
+import sys
+homes = os.path.join(settings["dir"], "homes")
+c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(homes, "{{username}}")
+c.Spawner.cmd = [os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")]
+# Test machines often run as root, which jupyter-server refuses by default.
+c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []
+c.Spawner.start_timeout = {SERVER_TIMEOUT}
+c.Spawner.http_timeout = {SERVER_TIMEOUT}
+"""
+
+
+def hub_values(gateway_url: str, gateway_token: str) -> dict[str, Any]:
+    """The deployment's merged values with the test's overrides, each with its reason."""
+    return deployment_hub_values(
+        DEPLOYMENT,
+        "prod",
+        hub={
+            "services": {
+                SERVICE: {
+                    # Production: the gateway chart's traefik Service.
+                    "url": gateway_url,
+                    # z2jh generates it into the hub Secret, where the gateway
+                    # chart reads it; here the harness hands one to both.
+                    "apiToken": gateway_token,
+                }
+            }
+        },
+        custom={
+            "pangeo": {
+                "gateway": GATEWAY_OVERRIDES,
+                # No scratch-credentials broker runs beside this federation
+                # (tests/integration/scratch and the health tests run it); the
+                # hub's pre-spawn check would refuse every server without it.
+                "scratch": {"broker": None},
+            }
+        },
+    )
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -102,59 +163,57 @@ def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
         proc.wait(5)
 
 
-def _stop_leftover_proxy(pid_file: Path) -> None:
-    """The hub starts CHP in its own session and normally stops it; make sure."""
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-
-
 @dataclass
 class Federation:
-    """Handles on the running hub and gateway."""
+    """Handles on the running hub, the GitHub stand-in and the gateway."""
 
-    hub_api: str
+    hub_process: Hub
+    github: GitHubStandIn
+    # The deployment's team whose members may log in (not its admin team).
+    team: str
+    # The deployment's `health-check` service token: what `pangeo-cloud
+    # clusters` uses by default (its role has admin:servers).
     admin_token: str
     gateway_address: str
     gateway_log: Path
     gateway_pid: int
     clusters_dir: Path
     homes: Path
-    settings: dict = field(default_factory=lambda: SETTINGS)
+    # The effective jupyterhub.custom.pangeo of hub and gateway (overrides applied).
+    settings: dict
     _clients: list = field(default_factory=list)
     _servers: set = field(default_factory=set)
 
-    def hub(self, method: str, path: str, body: dict | None = None) -> dict | None:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.hub_api + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"token {self.admin_token}"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            text = resp.read()
-        return json.loads(text) if text else None
+    def hub(self, method: str, path: str, body: dict | None = None) -> Any:
+        """A hub REST call as the harness's admin service; raises on an error status."""
+        kwargs = {} if body is None else {"json": body}
+        r = self.hub_process.api(method, path, **kwargs)
+        r.raise_for_status()
+        return r.json() if r.content else None
+
+    def login(self, name: str) -> None:
+        """Log `name` in through the GitHub stand-in, as in a browser (OAuth flow)."""
+        with httpx.Client(follow_redirects=True, timeout=30) as client:
+            self.github.next_user = name
+            r = client.get(f"{self.hub_process.url}/hub/oauth_login", params={"next": "/hub/home"})
+        assert r.status_code == 200 and r.url.path == "/hub/home", (r.status_code, r.text[-2000:])
 
     def user(self, name: str, groups: tuple[str, ...] = (), server: bool = True) -> str:
-        """Create `name` (and its groups) if needed, with a running server; return the name."""
+        """`name` in the deployment's team and the GitHub teams `groups`, logged in.
+
+        The hub manages groups from GitHub teams (the REST API cannot set them),
+        so each group is a team of the stand-in. With `server`, the user's
+        server is started; return the name.
+        """
         try:
-            self.hub("POST", f"/users/{name}")
-        except urllib.error.HTTPError as exc:
-            if exc.code != 409:  # already exists
-                raise
+            self.github.user(name)
+        except KeyError:
+            self.github.add_user(name)
+        for team in (self.team, *groups):
+            self.github.add_to_team(name, team)
+        self.login(name)
         if server:
             self.start_server(name)
-        for group in groups:
-            try:
-                self.hub("POST", f"/groups/{group}")
-            except urllib.error.HTTPError as exc:
-                if exc.code != 409:
-                    raise
-            self.hub("POST", f"/groups/{group}/users", {"users": [name]})
         return name
 
     def _server_state(self, name: str) -> dict | None:
@@ -167,19 +226,23 @@ class Federation:
             if (state is not None and state.get("ready")) if ready else state is None:
                 return
             time.sleep(0.25)
-        pytest.fail(f"{name}'s server did not {'start' if ready else 'stop'} in {SERVER_TIMEOUT} s")
+        pytest.fail(
+            f"{name}'s server did not {'start' if ready else 'stop'} in {SERVER_TIMEOUT} s:\n"
+            + self.hub_process.log()[-3000:]
+        )
 
     def start_server(self, name: str) -> None:
-        """Start `name`'s server (a real jupyterhub-singleuser) and wait until it is ready."""
+        """Start `name`'s server through the REST API (pre-spawn refresh and re-check)."""
         (self.homes / name).mkdir(parents=True, exist_ok=True)
         if self._server_state(name) is None:
-            self.hub("POST", f"/users/{name}/server", {})
+            r = self.hub_process.api("POST", f"/users/{name}/server", json={})
+            assert r.status_code in (201, 202), r.text
         self._servers.add(name)
         self._wait_server(name, ready=True)
 
     def stop_server(self, name: str) -> None:
         """Stop `name`'s server through the hub, as the user or the culler would."""
-        with contextlib.suppress(urllib.error.HTTPError):  # already stopped
+        with contextlib.suppress(httpx.HTTPStatusError):  # already stopped
             self.hub("DELETE", f"/users/{name}/server")
         self._wait_server(name, ready=False)
         self._servers.discard(name)
@@ -221,55 +284,14 @@ class Federation:
             self.stop_server(name)
 
 
-def _hub_config(tmp: Path, ports: dict[str, int], tokens: dict[str, str]) -> str:
-    return textwrap.dedent(
-        f"""
-        c.JupyterHub.ip = "127.0.0.1"
-        c.JupyterHub.port = {ports["proxy"]}
-        c.JupyterHub.hub_ip = "127.0.0.1"
-        c.JupyterHub.hub_port = {ports["hub"]}
-        c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{ports["proxy_api"]}"
-        c.ConfigurableHTTPProxy.should_start = True
-        c.ConfigurableHTTPProxy.pid_file = "{tmp / "proxy.pid"}"
-        c.JupyterHub.db_url = "sqlite:///{tmp / "hub.sqlite"}"
-        c.JupyterHub.cookie_secret_file = "{tmp / "cookie_secret"}"
-        c.JupyterHub.pid_file = "{tmp / "hub.pid"}"
-        c.JupyterHub.authenticator_class = "null"
-        # Real single-user servers, as the hub's own OS user.
-        c.JupyterHub.spawner_class = "simple"
-        c.Spawner.cmd = ["{Path(sys.executable).parent / "jupyterhub-singleuser"}"]
-        c.SimpleLocalProcessSpawner.home_dir_template = "{tmp / "homes"}/{{username}}"
-        # As z2jh: the REST spawn answers at once; readiness is polled.
-        # Test machines often run as root, which jupyter-server refuses by default.
-        c.Spawner.args = {["--allow-root"] if os.geteuid() == 0 else []}
-        c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
-        c.Spawner.start_timeout = {SERVER_TIMEOUT}
-        c.Spawner.http_timeout = {SERVER_TIMEOUT}
-        c.JupyterHub.services = [
-            {{"name": "{SERVICE}", "api_token": "{tokens["gateway"]}",
-              "url": "http://127.0.0.1:{ports["gateway"]}", "display": False}},
-            {{"name": "{ADMIN_SERVICE}", "api_token": "{tokens["admin"]}"}},
-        ]
-        c.JupyterHub.load_roles = [
-            # As the chart's hub.loadRoles.user.
-            {{"name": "user", "scopes": ["self", "access:services!service={SERVICE}"]}},
-            # As the chart's hub.loadRoles.dask-gateway: which users have a server.
-            {{"name": "{SERVICE}", "services": ["{SERVICE}"], "scopes": ["list:users"]}},
-            {{"name": "{ADMIN_SERVICE}", "services": ["{ADMIN_SERVICE}"],
-              "scopes": ["admin:users", "admin:groups", "admin:servers", "tokens",
-                         "list:users", "access:services!service={SERVICE}"]}},
-        ]
-        """
-    )
-
-
 def _gateway_config(ports: dict[str, int], hub_api: str, tmp: Path) -> str:
     return textwrap.dedent(
         f"""
         import json
         from pangeo_cloud.gateway.config import configure
 
-        configure(c, json.loads({json.dumps(json.dumps(SETTINGS))}), backend="local")
+        with open({str(tmp / "pangeo-settings.json")!r}) as f:
+            configure(c, json.load(f), backend="local")
         c.DaskGateway.address = "127.0.0.1:{ports["gateway_api"]}"
         c.Proxy.address = "127.0.0.1:{ports["gateway"]}"
         c.DaskGateway.log_level = "DEBUG"
@@ -285,72 +307,75 @@ def _gateway_config(ports: dict[str, int], hub_api: str, tmp: Path) -> str:
     )
 
 
-@pytest.fixture(scope="session")
-def federation_session(tmp_path_factory) -> Federation:
-    chp = shutil.which("configurable-http-proxy")
-    if chp is None:
-        pytest.skip("configurable-http-proxy (npm) is not installed")
-    tmp = tmp_path_factory.mktemp("gateway-federation")
-    (tmp / "clusters").mkdir()
-    names = ("proxy", "hub", "proxy_api", "gateway", "gateway_api")
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    tokens = {"gateway": secrets.token_hex(32), "admin": secrets.token_hex(32)}
-    bindir = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-    for key in list(env):
-        if key.startswith(("JUPYTERHUB_", "DASK_GATEWAY")):
-            del env[key]
+def _users_team(values: dict[str, Any]) -> str:
+    """The deployment's first allowed team that is not an admin team."""
+    allowed = values["hub"]["config"]["GitHubOAuthenticator"]["allowed_organizations"]
+    admins = values["custom"]["pangeo"]["auth"]["adminTeams"]
+    return next(team for team in allowed if team not in admins)
 
-    (tmp / "jupyterhub_config.py").write_text(_hub_config(tmp, ports, tokens))
-    hub_log = tmp / "hub.log"
-    with hub_log.open("wb") as out:
-        hub = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
+
+def _start_gateway(tmp: Path, ports: dict[str, int], hub_api: str, token: str):
+    (tmp / "dask_gateway_config.py").write_text(_gateway_config(ports, hub_api, tmp))
+    env = {**os.environ, "JUPYTERHUB_API_TOKEN": token}
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    for key in list(env):
+        if key.startswith("DASK_GATEWAY"):
+            del env[key]
+    log = tmp / "gateway.log"
+    command = [sys.executable, "-m", "dask_gateway_server", "-f"]
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*command, str(tmp / "dask_gateway_config.py")],
             cwd=tmp,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    procs = [hub]
-    try:
-        hub_api = f"http://127.0.0.1:{ports['hub']}/hub/api"
-        wait_for_http(hub_api + "/", hub, hub_log, START_TIMEOUT)
 
-        (tmp / "dask_gateway_config.py").write_text(_gateway_config(ports, hub_api, tmp))
-        gateway_log = tmp / "gateway.log"
-        gateway_env = {**env, "JUPYTERHUB_API_TOKEN": tokens["gateway"]}
-        with gateway_log.open("wb") as out:
-            gateway = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dask_gateway_server",
-                    "-f",
-                    str(tmp / "dask_gateway_config.py"),
-                ],
-                cwd=tmp,
-                env=gateway_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        procs.append(gateway)
-        address = f"http://127.0.0.1:{ports['gateway']}"
-        wait_for_http(address + "/api/health", gateway, gateway_log, START_TIMEOUT)
-        yield Federation(
-            hub_api=hub_api,
-            admin_token=tokens["admin"],
-            gateway_address=address,
-            gateway_log=gateway_log,
-            gateway_pid=gateway.pid,
-            clusters_dir=tmp / "clusters",
-            homes=tmp / "homes",
+
+@pytest.fixture(scope="session")
+def federation_session(tmp_path_factory) -> Federation:
+    if shutil.which("configurable-http-proxy") is None:
+        pytest.skip("configurable-http-proxy (npm) is not installed")
+    tmp = tmp_path_factory.mktemp("gateway-federation")
+    (tmp / "clusters").mkdir()
+    ports = dict(zip(("gateway", "gateway_api"), free_ports(2), strict=True))
+    gateway_token = secrets.token_hex(32)
+    address = f"http://127.0.0.1:{ports['gateway']}"
+    values = hub_values(address, gateway_token)
+    settings = values["custom"]["pangeo"]
+    (tmp / "pangeo-settings.json").write_text(json.dumps(settings))
+
+    with GitHubStandIn(client_id=CLIENT_ID) as github:
+        hub = launch_hub(
+            tmp / "hub",
+            values,
+            spawner_class="jupyterhub.spawner.SimpleLocalProcessSpawner",
+            github_url=github.url,
+            after_entry=AFTER_ENTRY,
+            avoid=ports.values(),
         )
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
-        _stop_leftover_proxy(tmp / "proxy.pid")
+        gateway = None
+        try:
+            gateway = _start_gateway(tmp, ports, f"{hub.url}/hub/api", gateway_token)
+            wait_for_http(address + "/api/health", gateway, tmp / "gateway.log", START_TIMEOUT)
+            yield Federation(
+                hub_process=hub,
+                github=github,
+                team=_users_team(values),
+                admin_token=values["hub"]["services"]["health-check"]["apiToken"],
+                gateway_address=address,
+                gateway_log=tmp / "gateway.log",
+                gateway_pid=gateway.pid,
+                clusters_dir=tmp / "clusters",
+                homes=tmp / "hub" / "homes",
+                settings=settings,
+            )
+        finally:
+            if gateway is not None:
+                stop(gateway)
+            hub.stop()
 
 
 @pytest.fixture

@@ -40,3 +40,21 @@ def wait_until(predicate, what: str, timeout: float = WAIT, interval: float = 0.
             return value
         time.sleep(interval)
     pytest.fail(f"{what}: not within {timeout} s")
+
+
+def scheduler_size() -> tuple[float, float]:
+    """Cores and GiB one local scheduler counts against the limits.
+
+    dask-gateway-server's LocalClusterConfig defaults (the harness sets neither).
+    """
+    from dask_gateway_server.backends.local import LocalClusterConfig
+
+    config = LocalClusterConfig()
+    return config.scheduler_cores, config.scheduler_memory / 2**30
+
+
+def worker_size(settings: dict, cores: int | None = None) -> tuple[float, float]:
+    """Cores and GiB of one worker with the deployment's defaults (or `cores`)."""
+    gateway = settings["gateway"]
+    default_cores = gateway["workerCores"]["default"]
+    return cores or default_cores, gateway["workerMemoryGiB"]["default"]

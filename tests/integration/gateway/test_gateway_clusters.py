@@ -6,6 +6,7 @@ What a scientist does with ``dask_gateway.Gateway`` against the gateway that
 
 from __future__ import annotations
 
+import re
 import time
 
 import aiohttp
@@ -31,17 +32,28 @@ def test_cluster_with_options_scales_computes_and_sees_scratch(federation):
     def environment():  # local, so that cloudpickle ships it by value
         import os
 
-        names = ("PANGEO_SCRATCH", "MY_VARIABLE", "AWS_ENDPOINT_URL", "AWS_REGION")
+        names = (
+            "PANGEO_SCRATCH",
+            "MY_VARIABLE",
+            "GOOGLE_CLOUD_PROJECT",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+        )
         return {name: os.environ.get(name) for name in names}
 
+    limits, scratch = federation.settings["gateway"], federation.settings["scratch"]
     user = federation.user("jane.doe")
     gateway = federation.gateway(federation.token(user))
     options = gateway.cluster_options()
-    assert options.worker_cores == 1 and options.worker_memory == 1.0
-    assert options.idle_timeout == 600
-    options.worker_memory = 0.75
+    assert options.worker_cores == limits["workerCores"]["default"]
+    assert options.worker_memory == limits["workerMemoryGiB"]["default"]
+    assert options.idle_timeout == limits["idleTimeout"]
+    memory = limits["workerMemoryGiB"]["max"]  # not the default: the option takes effect
+    assert memory != options.worker_memory
+    options.worker_memory = memory
     # A user cannot point their scratch variable at someone else's prefix.
-    options.environment = {"MY_VARIABLE": "1", "PANGEO_SCRATCH": "s3://pangeo-scratch/alice/"}
+    bucket = scratch["url"].rstrip("/")
+    options.environment = {"MY_VARIABLE": "1", "PANGEO_SCRATCH": f"{bucket}/alice/"}
 
     with cluster_of(gateway, cluster_options=options) as cluster:
         cluster.scale(2)
@@ -51,36 +63,45 @@ def test_cluster_with_options_scales_computes_and_sees_scratch(federation):
         total = client.map(lambda x: x * x, range(100))
         assert client.submit(sum, total).result(timeout=WAIT) == sum(x * x for x in range(100))
 
+        # The deployment's scratch bucket and provider settings, as the user's
+        # server gets them (gcp: the project; s3: region and endpoint).
+        s3 = bucket.startswith("s3://")
         expected = {
-            "PANGEO_SCRATCH": f"s3://pangeo-scratch/{escape_username(user)}/",
+            "PANGEO_SCRATCH": f"{bucket}/{escape_username(user)}/",
             "MY_VARIABLE": "1",
-            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-            "AWS_REGION": "us-west-2",
+            "GOOGLE_CLOUD_PROJECT": None if s3 else scratch.get("project") or None,
+            "AWS_ENDPOINT_URL": scratch.get("endpoint") or None if s3 else None,
+            "AWS_REGION": scratch.get("region") or None if s3 else None,
         }
-        assert expected["PANGEO_SCRATCH"] == "s3://pangeo-scratch/jane-2edoe/"
+        assert escape_username(user) == "jane-2edoe"  # '.' is escaped
         on_workers = client.run(environment)
         assert len(on_workers) == 2
         assert all(env == expected for env in on_workers.values()), on_workers
         assert client.run_on_scheduler(environment) == expected
 
         workers = client.scheduler_info()["workers"].values()
-        assert {w["memory_limit"] for w in workers} == {int(0.75 * 2**30)}
-        assert {w["nthreads"] for w in workers} == {1}
+        assert {w["memory_limit"] for w in workers} == {int(memory * 2**30)}
+        assert {w["nthreads"] for w in workers} == {limits["workerCores"]["default"]}
 
         [report] = gateway.list_clusters()
-        assert report.options["worker_memory"] == 0.75
+        assert report.options["worker_memory"] == memory
 
 
 def test_out_of_range_options_are_one_clear_error(federation):
+    cores = federation.settings["gateway"]["workerCores"]
+    memory = federation.settings["gateway"]["workerMemoryGiB"]
     user = federation.user("oscar", server=False)
     gateway = federation.gateway(federation.token(user))
 
+    too_many = cores["max"] + 3
     with pytest.raises(ValueError) as info:
-        gateway.new_cluster(worker_cores=5)
-    assert str(info.value) == "worker_cores must be <= 2, got 5"
+        gateway.new_cluster(worker_cores=too_many)
+    assert str(info.value) == f"worker_cores must be <= {cores['max']}, got {too_many}"
 
-    with pytest.raises(ValueError, match=r"^worker_memory must be >= 0.5, got 0.1$"):
-        gateway.submit(worker_memory=0.1)
+    too_little = memory["min"] / 10
+    message = f"worker_memory must be >= {memory['min']:g}, got {too_little}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        gateway.submit(worker_memory=too_little)
     with pytest.raises(ValueError, match=r"^Unknown fields \['worker_gpus'\]$"):
         gateway.submit(worker_gpus=1)
     with pytest.raises(ValueError, match="not a valid environment variable name"):
@@ -89,12 +110,13 @@ def test_out_of_range_options_are_one_clear_error(federation):
 
 
 def test_user_cannot_raise_idle_timeout(federation):
+    idle = federation.settings["gateway"]["idleTimeout"]
     gateway = federation.gateway(federation.token(federation.user("ida", server=False)))
     with pytest.raises(ValueError) as info:
-        gateway.submit(idle_timeout=7200)
+        gateway.submit(idle_timeout=2 * idle)
     assert str(info.value) == (
-        "idle_timeout must be <= 600 seconds (the deployment's idle timeout: "
-        "it may be lowered, not raised), got 7200"
+        f"idle_timeout must be <= {idle:g} seconds (the deployment's idle timeout: "
+        f"it may be lowered, not raised), got {2 * idle}"
     )
     with pytest.raises(ValueError, match=r"^idle_timeout must be >= 1, got 0$"):
         gateway.submit(idle_timeout=0)
@@ -123,7 +145,7 @@ def test_token_without_access_scope_is_refused(federation):
 
 
 def test_idle_cluster_is_stopped_and_busy_cluster_is_not(federation):
-    timeout = 4  # seconds, lowered by the user from the deployment's 600
+    timeout = 4  # seconds, lowered by the user from the deployment's idleTimeout
     gateway = federation.gateway(federation.token(federation.user("ivan")))
     with cluster_of(gateway, idle_timeout=timeout) as busy:
         # Submitted before any worker exists: an unrunnable task already counts
@@ -144,18 +166,25 @@ def test_idle_cluster_is_stopped_and_busy_cluster_is_not(federation):
 
 
 def test_group_limits_apply(federation):
+    limits = federation.settings["gateway"]
+    [power_group] = limits["groupLimits"]  # a GitHub team of the deployment's organization
+    plain_cap = limits["clusterMaxWorkers"]
+    power_cap = limits["groupLimits"][power_group]["clusterMaxWorkers"]
+    assert power_cap > plain_cap
     plain = federation.gateway(federation.token(federation.user("paula")))
-    power_user = federation.user("pete", groups=("pangeo-data:power-users", "other"))
+    power_user = federation.user("pete", groups=(power_group, "pangeo-data:other"))
     power = federation.gateway(federation.token(power_user))
+    # The hub made the user's GitHub teams their groups at login.
+    assert power_group in federation.hub("GET", f"/users/{power_user}")["groups"]
 
     # adapt() with no work starts no workers; the gateway answers with the cap.
     with (
         cluster_of(plain) as cluster,
-        pytest.warns(GatewayWarning, match="resource limit of 2 workers"),
+        pytest.warns(GatewayWarning, match=f"resource limit of {plain_cap} workers"),
     ):
-        cluster.adapt(minimum=0, maximum=10)
+        cluster.adapt(minimum=0, maximum=power_cap + 5)
     with (
         cluster_of(power) as cluster,
-        pytest.warns(GatewayWarning, match="resource limit of 5 workers"),
+        pytest.warns(GatewayWarning, match=f"resource limit of {power_cap} workers"),
     ):
-        cluster.adapt(minimum=0, maximum=10)
+        cluster.adapt(minimum=0, maximum=power_cap + 5)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,11 +199,15 @@ def launch_hub(
     before_entry: str = "",
     after_entry: str = "",
     wait: bool = True,
+    avoid: Collection[int] = (),
 ) -> Hub:
-    """Start a hub; with wait=False, return as soon as the process runs."""
+    """Start a hub; with wait=False, return as soon as the process runs.
+
+    `avoid`: ports already promised to other servers of the test (not bound yet).
+    """
     need_proxy()
     directory.mkdir(parents=True, exist_ok=True)
-    proxy, hub_port, proxy_api = free_ports(3)
+    proxy, hub_port, proxy_api = free_ports(3, avoid=avoid)
     token = secrets.token_hex(24)
     settings = {
         "values": values,
