@@ -1,11 +1,15 @@
-"""`pangeo-cloud clusters list|stop` against the real gateway's admin API."""
+"""`pangeo-cloud clusters list|stop` against the real gateway's admin API.
+
+The admin token is the deployment's `health-check` service token, which the
+command uses by default in production (its hub role grants admin:servers).
+"""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from gateway_support import wait_for_status
+from gateway_support import scheduler_size, wait_for_status, worker_size
 
 from pangeo_cloud import cli
 
@@ -55,15 +59,17 @@ def test_admins_list_every_users_clusters_and_stop_them(federation, capsys):
         assert code == 0
         listed = {c["name"]: c for c in json.loads(out)}
         assert {kept.name, plain.name, other.name} <= set(listed)
-        # A local scheduler counts 1 core and 2 GiB; a default worker 1 core and 1 GiB.
+        # The scheduler and one worker of the deployment's default size.
+        scheduler_cores, scheduler_gib = scheduler_size()
+        worker_cores, worker_gib = worker_size(federation.settings)
         assert listed[kept.name] | {"start_time": 0} == {
             "name": kept.name,
             "username": "olga",
             "status": "RUNNING",
             "start_time": 0,
             "workers": 1,
-            "cores": 2.0,
-            "memory": 3 * 2**30,
+            "cores": float(scheduler_cores + worker_cores),
+            "memory": int((scheduler_gib + worker_gib) * 2**30),
             "kept": True,
         }
         assert listed[other.name]["username"] == "omar"

@@ -1,19 +1,27 @@
 """Per-user limits and clusters bound to their server, with real clusters behind a real hub.
 
-The harness (conftest.py) allows each user 3 clusters, 7 cores, 12 GiB and 4
-workers in total; a local scheduler counts 1 core and 2 GiB, a default worker
-1 core and 1 GiB; each cluster may have 2 workers. The gateway checks every
-second which users have a running server.
+The limits are the harness's effective settings (conftest.py: the deployment's,
+with per-user totals a few local processes reach); the expected numbers are
+computed here from them and from the size of a local scheduler. The gateway
+checks every `serverCheckSeconds` which users have a running server.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from dask_gateway import GatewayWarning
-from gateway_support import WAIT, cluster_of, wait_for_status, wait_until
+from gateway_support import (
+    WAIT,
+    cluster_of,
+    scheduler_size,
+    wait_for_status,
+    wait_until,
+    worker_size,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,10 +41,48 @@ def n_workers(cluster) -> int:
     return len(cluster.get_client().scheduler_info()["workers"])
 
 
+def gib(value: float) -> str:
+    return f"{round(value, 2):g}"
+
+
+def workers_that_fit(settings: dict, others: tuple[float, float, int], cores: int) -> int:
+    """Workers of `cores` (default memory) one more cluster may have by the per-user totals.
+
+    `others`: the cores, GiB and workers of the user's other clusters.
+    """
+    limits = settings["gateway"]
+    scheduler_cores, scheduler_gib = scheduler_size()
+    _, worker_gib = worker_size(settings)
+    return min(
+        limits["userMaxWorkers"] - others[2],
+        math.floor((limits["userMaxCores"] - others[0] - scheduler_cores) / cores),
+        math.floor((limits["userMaxMemoryGiB"] - others[1] - scheduler_gib) / worker_gib),
+    )
+
+
+def cluster_size(
+    settings: dict, workers: int, cores: int | None = None
+) -> tuple[float, float, int]:
+    """Cores, GiB and workers of one cluster with `workers` workers of `cores`."""
+    scheduler_cores, scheduler_gib = scheduler_size()
+    worker_cores, worker_gib = worker_size(settings, cores)
+    return (
+        scheduler_cores + workers * worker_cores,
+        scheduler_gib + workers * worker_gib,
+        workers,
+    )
+
+
 def test_concurrent_requests_cannot_pass_the_last_slot(federation):
+    limits = federation.settings["gateway"]
+    most = limits["userMaxClusters"]
+    scheduler_cores, scheduler_gib = scheduler_size()
+    # One more scheduler fits the core and memory totals: the cluster count is what binds.
+    assert (most + 1) * scheduler_cores <= limits["userMaxCores"]
+    assert (most + 1) * scheduler_gib <= limits["userMaxMemoryGiB"]
     user = federation.user("carla")
     token = federation.token(user)
-    gateways = [federation.gateway(token) for _ in range(5)]
+    gateways = [federation.gateway(token) for _ in range(most + 2)]
 
     def submit(gateway):
         try:
@@ -49,12 +95,13 @@ def test_concurrent_requests_cannot_pass_the_last_slot(federation):
     names = [r for r in results if isinstance(r, str)]
     refusals = [str(r) for r in results if isinstance(r, ValueError)]
     try:
-        assert len(names) == 3, results
+        assert len(names) == most, results
         assert len(refusals) == 2
         for message in refusals:
             assert message.startswith(
-                "Cannot start another Dask cluster: it would exceed your limit of 3 running "
-                "clusters (summed over all your clusters); in use: 3 cluster(s), 3 cores, 6 GiB"
+                f"Cannot start another Dask cluster: it would exceed your limit of {most} "
+                f"running clusters (summed over all your clusters); in use: {most} cluster(s), "
+                f"{most * scheduler_cores:g} cores, {gib(most * scheduler_gib)} GiB"
             ), message
             assert HINT in message
         assert sorted(c.name for c in gateways[0].list_clusters()) == sorted(names)
@@ -69,19 +116,27 @@ def test_concurrent_requests_cannot_pass_the_last_slot(federation):
 
 
 def test_scale_and_adapt_are_capped_to_the_users_total_with_a_warning(federation):
+    settings, limits = federation.settings, federation.settings["gateway"]
+    big = limits["workerCores"]["max"]  # the second cluster's workers
+    first_size = cluster_size(settings, 2)
+    # Next to `first` with 2 workers, the second cluster has room for exactly 1 worker.
+    assert workers_that_fit(settings, first_size, big) == 1
+    assert workers_that_fit(settings, (0, 0, 0), big) >= 2  # ... and 2 once alone
     gateway = federation.gateway(federation.token(federation.user("sam")))
-    with cluster_of(gateway) as first, cluster_of(gateway, worker_cores=2) as second:
-        first.scale(2)  # 1 + 2 cores, 2 + 2 GiB, 2 workers: within every limit
+    with cluster_of(gateway) as first, cluster_of(gateway, worker_cores=big) as second:
+        first.scale(2)  # within every limit
         wait_until(lambda: n_workers(first) == 2, "first cluster has 2 workers")
 
-        # The second may only add 1 worker of 2 cores: 3 + (1 + 2) = 6 <= 7 cores.
         with pytest.warns(GatewayWarning) as warned:
             second.scale(2)
         [warning] = [w for w in warned if issubclass(w.category, GatewayWarning)]
+        cores, memory, workers = first_size
         assert str(warning.message) == (
             "Scale request of 2 workers would exceed your per-user limit (your limit across "
-            "all your clusters is 4 workers, 7 cores, 12 GiB, and your other clusters use "
-            "1 cluster(s), 3 cores, 4 GiB, 2 worker(s)). Scaling to 1 instead. Stop clusters "
+            f"all your clusters is {limits['userMaxWorkers']} workers, "
+            f"{limits['userMaxCores']:g} cores, {limits['userMaxMemoryGiB']:g} GiB, and your "
+            f"other clusters use 1 cluster(s), {cores:g} cores, {gib(memory)} GiB, "
+            f"{workers} worker(s)). Scaling to 1 instead. Stop clusters "
             f"you no longer need: {HINT} (cluster.close() stops one this session created)."
         )
         wait_until(lambda: n_workers(second) == 1, "second cluster has 1 worker")
@@ -97,16 +152,22 @@ def test_scale_and_adapt_are_capped_to_the_users_total_with_a_warning(federation
 
 
 def test_adaptive_scaling_is_capped_at_every_heartbeat(federation):
+    settings, limits = federation.settings, federation.settings["gateway"]
+    big = limits["workerCores"]["max"]
+    default = limits["workerCores"]["default"]
+    # Next to `fixed` (2 workers of `big` cores) only 1 default worker fits; 2 alone.
+    assert workers_that_fit(settings, cluster_size(settings, 2, big), default) == 1
+    assert workers_that_fit(settings, (0, 0, 0), default) >= 2
     gateway = federation.gateway(federation.token(federation.user("ada")))
-    with cluster_of(gateway) as adaptive, cluster_of(gateway, worker_cores=2) as fixed:
+    with cluster_of(gateway) as adaptive, cluster_of(gateway, worker_cores=big) as fixed:
         # Asked while nothing else runs: no warning, nothing to cap yet.
         adaptive.adapt(minimum=0, maximum=2)
-        fixed.scale(2)  # 1 + 2 * 2 = 5 cores
+        fixed.scale(2)
         wait_until(lambda: n_workers(fixed) == 2, "fixed cluster has 2 workers")
 
         # Work makes the adaptive scheduler ask for 2 workers; only 1 fits next to
-        # `fixed` (5 + 1 + 1 = 7 cores), and workers are only ever created when the
-        # gateway accepts a heartbeat.
+        # `fixed`, and workers are only ever created when the gateway accepts a
+        # heartbeat.
         client = adaptive.get_client()
         tasks = client.map(time.sleep, [0.5] * 400, pure=False)
         wait_until(lambda: n_workers(adaptive) >= 1, "adaptive cluster has a worker")

@@ -32,7 +32,7 @@ pytestmark = [
     ),
 ]
 
-IDLE_TIMEOUT = 4  # seconds, lowered by the user from the deployment's 600
+IDLE_TIMEOUT = 4  # seconds, lowered by the user from the deployment's idleTimeout
 STALL = 8  # seconds without CPU: twice the harness's heartbeat timeout
 WAIT = 60  # seconds for a cluster to reach a final state
 
