@@ -234,11 +234,24 @@ class Federation:
     def start_server(self, name: str) -> None:
         """Start `name`'s server through the REST API (pre-spawn refresh and re-check)."""
         (self.homes / name).mkdir(parents=True, exist_ok=True)
-        if self._server_state(name) is None:
-            r = self.hub_process.api("POST", f"/users/{name}/server", json={})
-            assert r.status_code in (201, 202), r.text
+        if self._server_state(name) is not None:
+            self._servers.add(name)
+            return self._wait_server(name, ready=True)
+        checks = self._membership_checks(name)
+        r = self.hub_process.api("POST", f"/users/{name}/server", json={})
+        assert r.status_code in (201, 202), r.text
         self._servers.add(name)
         self._wait_server(name, ready=True)
+        # The production path: the hub asked GitHub again before this spawn.
+        assert self._membership_checks(name) > checks, "no membership re-check before the spawn"
+
+    def _membership_checks(self, name: str) -> int:
+        """How often the stand-in was asked whether `name` is in a team or organization."""
+        return sum(
+            1
+            for method, uri in list(self.github.requests)
+            if method == "GET" and uri.split("?")[0].endswith(f"/members/{name}")
+        )
 
     def stop_server(self, name: str) -> None:
         """Stop `name`'s server through the hub, as the user or the culler would."""
