@@ -225,6 +225,8 @@ class Federation:
             state = self._server_state(name)
             if (state is not None and state.get("ready")) if ready else state is None:
                 return
+            if ready and state is None:  # the spawn failed: no point in waiting
+                pytest.fail(f"{name}'s server failed to start:\n{self.hub_process.log()[-3000:]}")
             time.sleep(0.25)
         pytest.fail(
             f"{name}'s server did not {'start' if ready else 'stop'} in {SERVER_TIMEOUT} s:\n"
