@@ -19,9 +19,9 @@ gateway stops the clusters of users without a running server, so
 `Federation.user` starts one for each user by default; the `federation`
 fixture stops the servers a test started.
 
-Test-only changes to the deployment's values are in `OVERRIDES`, each with
-its reason; tests read limits from `Federation.settings` (the effective
-``custom.pangeo``), never from copies.
+Test-only changes to the deployment's values are in `hub_values` and
+`GATEWAY_OVERRIDES`, each with its reason; tests read limits from
+`Federation.settings` (the effective ``custom.pangeo`` of both), never from copies.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Dask configuration through ``options.environment``, a package installed on the
 workers by distributed's ``PipInstall`` plugin, and ``cluster.adapt`` within
-the limits (conftest.py: 2 workers per cluster for ordinary users).
+the limits (the harness's effective settings, conftest.py).
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ def test_pip_install_plugin_makes_a_package_importable_on_workers(federation, tm
 
 
 def test_adapt_respects_minimum_and_maximum(federation):
+    # The maximum below is within the cluster cap: adapt() itself bounds the workers.
+    assert federation.settings["gateway"]["clusterMaxWorkers"] >= 2
     gateway = federation.gateway(federation.token(federation.user("adam")))
     with cluster_of(gateway) as cluster:
         cluster.adapt(minimum=1, maximum=2)
