@@ -136,7 +136,12 @@ def deployment_hub_values(
     each with its reason.
     """
     values = merged_values(deployment, stage, paths=Paths.discover(REPO))
-    return merge(_unmask(values["jupyterhub"]), overrides)
+    hub = _unmask(values["jupyterhub"])
+    # No scratch-credentials broker runs beside these hubs (the broker and its
+    # spawn check run with `pangeo-cloud up` in tests/integration/scratch and in
+    # the health tests); with it configured, every spawn here would be refused.
+    hub["custom"]["pangeo"]["scratch"].pop("broker", None)
+    return merge(hub, overrides)
 
 
 @dataclass
