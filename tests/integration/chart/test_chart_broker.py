@@ -9,6 +9,7 @@ here) instead of answering with anything wider.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from pangeo_cloud.broker import google_client
 from pangeo_cloud.deploy import helm
 from pangeo_cloud.ports import free_port
 
@@ -39,6 +41,11 @@ def render(deployment: str, stage: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def aws(helm_bin, upstream_dir) -> list[dict]:
     return render("aws-us-west-2", "staging")
+
+
+@pytest.fixture(scope="module")
+def gcp(helm_bin, upstream_dir) -> list[dict]:
+    return render("gcp-us-central1-b", "prod")
 
 
 def named(docs: list[dict], kind: str, name: str) -> dict:
@@ -75,6 +82,29 @@ def test_client_configmap_and_its_mounts(aws):
     }
     policy = named(aws, "NetworkPolicy", "scratch-credentials")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
+    # s3:// deployments ship nothing of the Google path.
+    assert not {"google_client.py", "gcs-credentials.json"} & set(data)
+
+
+def test_gcs_client_configmap_is_what_google_client_builds(gcp):
+    data = named(gcp, "ConfigMap", "pangeo-cloud-scratch-client")["data"]
+    source = SRC / "broker" / "google_client.py"
+    assert data["google_client.py"] == source.read_text().rstrip("\n")
+    scratch = json.loads(
+        named(gcp, "ConfigMap", "pangeo-cloud-scratch-broker")["data"]["config.json"]
+    )
+    assert scratch["scratch"]["url"] == "gs://pangeo-scratch"
+    broker_url = "http://scratch-credentials:8000/services/scratch-credentials/"
+    # The file the chart writes is exactly what the Python side would write, so the
+    # constants the template repeats (audience, token type) cannot drift.
+    assert json.loads(data["gcs-credentials.json"]) == google_client.external_account_info(
+        google_client.token_url_from(broker_url),
+        "python3 -I -S /etc/pangeo-cloud/scratch/google_client.py subject-token",
+    )
+    # Mounted where GOOGLE_APPLICATION_CREDENTIALS (scratch.broker_env) points.
+    # z2jh hands the hub its values in the `hub` Secret.
+    hub = base64.b64decode(named(gcp, "Secret", "hub")["data"]["values.yaml"]).decode()
+    assert "gcsCredentialsFile: /etc/pangeo-cloud/scratch/gcs-credentials.json" in hub
 
 
 def test_broker_pod_command_runs_from_the_configmap_alone(aws, tmp_path):
