@@ -330,7 +330,8 @@ async def test_gcs_token_route_refuses_in_one_line_when_the_hub_is_unreachable()
     answers = {}
     for scheme, broker in brokers.items():
         port = free_port()
-        server = service.make_app(broker, "/services/scratch-credentials/").listen(port, "127.0.0.1")
+        app = service.make_app(broker, "/services/scratch-credentials/")
+        server = app.listen(port, "127.0.0.1")
         try:
             answers[scheme] = await AsyncHTTPClient().fetch(
                 f"http://127.0.0.1:{port}/services/scratch-credentials/api/token/gcs",
