@@ -88,6 +88,7 @@ def stack(launch, tmp_path_factory, request) -> Iterator[Stack]:
     values = deployment_hub_values(
         "gcp-us-central1-b",
         "prod",
+        with_broker=True,
         # The broker runs on loopback, not as the cluster's Service; the hub
         # needs its token to accept the broker's questions about users' tokens.
         hub={
