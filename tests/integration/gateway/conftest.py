@@ -118,15 +118,9 @@ def hub_values(gateway_url: str, gateway_token: str) -> dict[str, Any]:
                 }
             }
         },
-        custom={
-            "pangeo": {
-                "gateway": GATEWAY_OVERRIDES,
-                # No scratch-credentials broker runs beside this federation
-                # (tests/integration/scratch and the health tests run it); the
-                # hub's pre-spawn check would refuse every server without it.
-                "scratch": {"broker": None},
-            }
-        },
+        # Without the scratch-credentials broker (deployment_hub_values' default:
+        # none runs beside this federation; the health tests run it).
+        custom={"pangeo": {"gateway": GATEWAY_OVERRIDES}},
     )
 
 

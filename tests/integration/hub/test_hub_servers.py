@@ -11,8 +11,6 @@ each because a test cannot wait or has no cluster:
   processes) instead of KubeSpawner: no Kubernetes here (KubeSpawner runs in
   tests/integration/k8s and the production-hub tier);
 - the real jupyterhub-idle-culler with a timeout of seconds, not an hour;
-- no scratch-credentials broker (its health check would refuse each spawn;
-  tests/integration/scratch and the health tests run the real one);
 - a pre-spawn hook configured before ours (as an operator's hub.extraConfig
   might) that prepares home directories and fails for one user, to check what
   a failed hook leaves behind.
@@ -74,12 +72,7 @@ c.JupyterHub.activity_resolution = 1
 @pytest.fixture(scope="module")
 def values() -> dict:
     return deployment_hub_values(
-        DEPLOYMENT,
-        "prod",
-        cull={"enabled": True, "timeout": CULL_TIMEOUT, "every": CULL_EVERY},
-        # No scratch-credentials broker runs beside this hub (tests/integration/scratch
-        # and the health tests run it); its pre-spawn check would refuse every server.
-        custom={"pangeo": {"scratch": {"broker": None}}},
+        DEPLOYMENT, "prod", cull={"enabled": True, "timeout": CULL_TIMEOUT, "every": CULL_EVERY}
     )
 
 
