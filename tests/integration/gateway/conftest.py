@@ -389,8 +389,20 @@ def federation_session(tmp_path_factory) -> Federation:
 
 @pytest.fixture
 def federation(federation_session: Federation):
-    """The session's federation; Gateway clients made in a test are closed after it."""
-    yield federation_session
-    federation_session.close_clients()
-    federation_session.stop_servers()
-    gc.collect()  # collect closed clients here, under this test's warning filters
+    """The session's federation; Gateway clients made in a test are closed after it.
+
+    Garbage is collected only here, in the test's thread. dask_gateway's
+    ``Gateway.__del__`` closes the client synchronously through its IO loop; if
+    automatic collection runs on that loop's own thread (any allocation there can
+    trigger it) and finds an unclosed client (e.g. the one inside a
+    ``new_cluster()`` that raised), the loop waits on itself forever: a teardown
+    that hung until the test timeout in a clean run.
+    """
+    gc.disable()
+    try:
+        yield federation_session
+    finally:
+        federation_session.close_clients()
+        federation_session.stop_servers()
+        gc.collect()  # here, under this test's warning filters
+        gc.enable()
