@@ -1,0 +1,147 @@
+"""The production-hub tier: gcp and aws prod hubs, run from their rendered manifests.
+
+For each stage, prodhub_support.production_hub renders the full chart (real
+z2jh 4.4.0 and dask-gateway 2026.3.0 subcharts) through the project's own
+render path, applies it to the loopback control plane and runs the hub, the
+proxy, the user scheduler and user servers with the kubelet stand-in, each
+from its pod spec (volumes, environment, command, user) in a private mount
+namespace, so that z2jh's jupyterhub_config.py runs unmodified from the
+ConfigMap at /usr/local/etc/jupyterhub. Nothing of the hub's configuration is
+changed except the test layer that replaces the sops secrets (see
+prodhub_support.test_values).
+
+Then, as people and CI use it:
+
+* a member of the deployment's first allowed team logs in through the GitHub
+  stand-in, sees the profiles, starts the "small" one: KubeSpawner creates the
+  claim and the pod, the user scheduler (real kube-scheduler, z2jh's config)
+  places it on the user pool's node, the kubelet stand-in runs
+  ``jupyterhub-singleuser`` at the pod's IP, and the server answers through
+  the proxy with the user's cookie; the server is then stopped;
+* ``pangeo-cloud health`` runs against the hub with the health-check token.
+
+Skips (with the reason) without the subcharts in helm-chart/pangeo-cloud/charts/
+(as in CI), without the kube binaries, without configurable-http-proxy, or
+without root for mount namespaces and loopback addresses.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prodhub_support import (
+    chp_missing,
+    production_hub,
+    run_health,
+    subcharts_missing,
+    wait_for,
+)
+
+from pangeo_cloud.testing.kubelet import missing_privileges
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
+from hub_process_support import form_action, page_text  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.timeout(1500)]
+
+STAGES = [("gcp-us-central1-b", "prod"), ("aws-us-west-2", "prod")]
+USER = "alice-prod"
+PROFILE = "small"
+STEPS_BEFORE_DASK = [
+    "hub",
+    "create-user",
+    "start-server",
+    "server-ready",
+    "user-token",
+    "kernel",
+    "scratch",
+]
+
+
+@pytest.fixture(scope="module", params=STAGES, ids=lambda s: "/".join(s))
+def prod_hub(request, tmp_path_factory):
+    for reason in (subcharts_missing(), chp_missing(), missing_privileges()):
+        if reason:
+            pytest.skip(reason)
+    plane = request.getfixturevalue("k8s_cluster")
+    deployment, stage = request.param
+    state = tmp_path_factory.mktemp(f"prodhub-{deployment}")
+    with production_hub(plane, deployment, stage, state, log=lambda m: None) as hub:
+        yield hub
+
+
+def _api(hub, method: str, path: str, **kw: Any) -> httpx.Response:
+    return httpx.request(
+        method,
+        f"{hub.url}hub/api/{path}",
+        headers={"Authorization": f"token {hub.token}"},
+        timeout=30,
+        **kw,
+    )
+
+
+def _pods(hub) -> list[dict[str, Any]]:
+    import json
+
+    out = hub.plane.kubectl("-n", hub.namespace, "get", "pods", "-o", "json").stdout
+    return json.loads(out)["items"]
+
+
+def test_team_member_logs_in_spawns_a_profile_and_reaches_the_server(prod_hub) -> None:
+    hub = prod_hub
+    hub_values = hub.values["jupyterhub"]
+    team = hub_values["hub"]["config"]["GitHubOAuthenticator"]["allowed_organizations"][0]
+    hub.github.add_user(USER, teams=[team])
+    client = httpx.Client(follow_redirects=True, timeout=60)
+    with closing(client):
+        hub.github.next_user = USER
+        r = client.get(f"{hub.url}hub/oauth_login", params={"next": "/hub/spawn"})
+        assert r.status_code == 200, f"{r.status_code}: {page_text(r)[:2000]}"
+        assert r.url.path == "/hub/spawn", r.url
+        text = page_text(r)
+        for profile in hub_values["singleuser"]["profileList"]:
+            if not profile.get("allowed_groups"):
+                assert profile["display_name"] in text, profile["display_name"]
+
+        r = client.post(form_action(r), data={"profile": PROFILE})
+        assert r.status_code == 200, f"{r.status_code}: {page_text(r)[:2000]}"
+
+        def ready() -> bool:
+            server = (_api(hub, "GET", f"users/{USER}").json().get("servers") or {}).get("")
+            assert server is not None, "the server stopped while starting:\n" + hub.logs("hub")
+            return bool(server.get("ready"))
+
+        wait_for("the user's server to be ready", ready, 300, hub.kubelet)
+        status = client.get(f"{hub.url}user/{USER}/api/status")
+        assert status.status_code == 200, status.text
+        assert "started" in status.json()
+
+    pod = next(p for p in _pods(hub) if p["metadata"]["name"].startswith("jupyter-"))
+    assert pod["spec"]["schedulerName"] == f"{hub.stage}-user-scheduler"
+    node = hub.plane.kubectl("get", "node", pod["spec"]["nodeName"], "-o", "json").stdout
+    for key, value in hub_values["singleuser"]["nodeSelector"].items():
+        assert f'"{key}": "{value}"' in node
+
+    r = _api(hub, "DELETE", f"users/{USER}/server")
+    assert r.status_code in (202, 204), r.text
+    wait_for(
+        "the user's pod to be deleted",
+        lambda: not [p for p in _pods(hub) if p["metadata"]["name"].startswith("jupyter-")],
+        180,
+        hub.kubelet,
+    )
+
+
+def test_health_check_passes_every_step_before_dask(prod_hub) -> None:
+    result = run_health(prod_hub, "--start-timeout", "300", "--exec-timeout", "300")
+    out = result.stdout + result.stderr
+    done = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok ")]
+    assert done[: len(STEPS_BEFORE_DASK)] == STEPS_BEFORE_DASK, (
+        out + "\n" + prod_hub.logs("hub") + prod_hub.logs("jupyter-health")
+    )
+    assert result.returncode == 0, out
