@@ -5,7 +5,10 @@ This module owns ``pangeo-cloud health``. With an admin service token (the
 ``admin:servers``, ``tokens``, ``access:servers``) it
 
 1. ``hub``: reads the hub's version and checks the token;
-2. ``create-user``: creates a throw-away user ``health-check-<random>``;
+2. ``create-user``: creates a throw-away user ``health-check-<random>`` and writes
+   into its ``auth_state`` a ticket signed with this service's token
+   (:mod:`pangeo_cloud.hub.service_users`): the user never logged in with GitHub,
+   and without the ticket the hub's pre-spawn auth refresh refuses it;
 3. ``start-server``: starts the user's server, then ``server-ready`` waits for it;
 4. ``user-token``: makes a short-lived token of that user for its server;
 5. ``kernel``: starts a Python kernel over the server's Jupyter REST API and
@@ -44,6 +47,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pangeo_cloud.deploy.tools import ToolError
+from pangeo_cloud.hub.service_users import make_ticket
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 USER_PREFIX = "health-check-"
@@ -396,12 +400,22 @@ def run_health(opts: HealthOptions, out: Printer = print) -> list[str]:
                 raise RuntimeError("the hub rejected the token (not a valid API token)") from None
             raise
         who = me.get("name") or "?"
+        state["service"] = who if me.get("kind") == "service" else None
         return f"JupyterHub {info.get('version')} at {base}, token of {me.get('kind')} {who}"
 
     def create_user() -> str:
         status, _ = hub.request("POST", f"users/{name}", ok=(201, 409))
         state["user"] = name
-        return f"user {name}" + (" (existed)" if status == 409 else "")
+        note = f"user {name}" + (" (existed)" if status == 409 else "")
+        if not state.get("service"):
+            return note + ", no ticket (the token is not a service's)"
+        ticket = make_ticket(opts.token, state["service"], name, int(opts.start_timeout) + 1800)
+        # A hub without auth_state encryption (no GitHub login) answers 500 and
+        # needs no ticket: its spawns do not refresh a GitHub login.
+        status, _ = hub.request("PATCH", f"users/{name}", {"auth_state": ticket}, ok=(200, 500))
+        if status == 500:
+            return note + ", no ticket (the hub keeps no auth_state)"
+        return note + f", ticket of service {state['service']}"
 
     def start_server() -> str:
         body = {"profile": opts.profile} if opts.profile else None

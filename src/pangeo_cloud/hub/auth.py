@@ -31,6 +31,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pangeo_cloud.hub.service_users import DEFAULT_ISSUERS, issuer_tokens, ticket_issuer
+
 # The error template for 403 responses. JupyterHub looks for "<status>.html"
 # before "error.html"; "templates/error.html" is JupyterHub's own page (its
 # template loader exposes the built-in templates under the "templates/" prefix).
@@ -102,7 +104,9 @@ def refusal_message(allowed: Iterable[str]) -> str:
     )
 
 
-async def recheck_membership(authenticator: Any, user: Any, auth_state: dict | None) -> Any:
+async def recheck_membership(
+    authenticator: Any, user: Any, auth_state: dict | None, issuers: dict[str, str] | None = None
+) -> Any:
     """``refresh_user_hook``: a user removed from the allowed teams is logged out.
 
     OAuthenticator checks ``allowed_organizations`` only at login; its refresh
@@ -110,14 +114,23 @@ async def recheck_membership(authenticator: Any, user: Any, auth_state: dict | N
     and groups but lets the user stay. This asks GitHub again with the user's
     token, through the authenticator's own ``check_allowed``: ``False`` forces a
     new login (which refuses them), ``None`` lets the normal refresh go on.
+
+    The one exception is a throw-away user carrying a valid ticket of a service
+    in ``issuers`` (:mod:`pangeo_cloud.hub.service_users`): it never logged in,
+    so there is nothing to re-check; ``True`` keeps it as it is.
     """
+    issuer = ticket_issuer(auth_state, user.name, issuers or {})
+    if issuer is not None:
+        authenticator.log.info("%s is a throw-away user of service %s", user.name, issuer)
+        return True
     if not authenticator.allowed_organizations:
         return None
     model = {"name": user.name, "admin": None, "auth_state": auth_state or {}}
     try:
         allowed = await authenticator.check_allowed(user.name, model)
     except (KeyError, TypeError):
-        # No token in auth_state (e.g. state from before enable_auth_state).
+        # No token in auth_state (e.g. state from before enable_auth_state, or a
+        # user created through the API without a valid ticket).
         return False
     if not allowed:
         authenticator.log.warning(
@@ -125,6 +138,16 @@ async def recheck_membership(authenticator: Any, user: Any, auth_state: dict | N
         )
         return False
     return None
+
+
+def membership_recheck(issuers: dict[str, str]) -> Callable[..., Any]:
+    """A ``refresh_user_hook`` that knows the tokens of the ticket-issuing services."""
+    issuers = dict(issuers)
+
+    async def pangeo_recheck_membership(authenticator: Any, user: Any, auth_state: Any) -> Any:
+        return await recheck_membership(authenticator, user, auth_state, issuers)
+
+    return pangeo_recheck_membership
 
 
 def _orgs(entries: Iterable[str]) -> set[str]:
@@ -182,7 +205,11 @@ def configure_auth(c: Any, get_config: Callable[..., Any], auth: dict[str, Any])
     c.GitHubOAuthenticator.auth_state_groups_key = groups_key(_orgs(allowed | admin_teams))
     # Membership is checked again at every auth refresh and before every spawn,
     # so removal from a team takes effect within auth_refresh_age (300 s).
-    c.GitHubOAuthenticator.refresh_user_hook = recheck_membership
+    # Throw-away users of the services named in auth.serviceUserIssuers (the
+    # health check) are exempt, by a ticket only those services can sign.
+    names = auth.get("serviceUserIssuers", DEFAULT_ISSUERS)
+    issuers = issuer_tokens(_configured(c.JupyterHub, "services", []), names)
+    c.GitHubOAuthenticator.refresh_user_hook = membership_recheck(issuers)
     c.GitHubOAuthenticator.refresh_pre_spawn = True
     if admin_teams:
         c.GitHubOAuthenticator.admin_groups = admin_teams
