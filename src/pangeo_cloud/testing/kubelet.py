@@ -50,7 +50,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,8 +105,10 @@ class ImageStandIn:
 
     ``binds`` are extra paths of the image's filesystem (target -> source on
     this machine), for programs a container's user could not reach where they
-    are installed; ``env`` is the image's ENV (PATH, HOME...); ``entrypoint``,
-    ``cmd``, ``workdir``, ``user`` as in the image's config.
+    are installed, and ``reachable`` paths that user must be able to traverse
+    to (see :mod:`pangeo_cloud.testing.podlaunch`); ``env`` is the image's ENV
+    (PATH, HOME...); ``entrypoint``, ``cmd``, ``workdir``, ``user`` as in the
+    image's config.
     """
 
     env: dict[str, str]
@@ -115,6 +117,7 @@ class ImageStandIn:
     cmd: tuple[str, ...] = ()
     user: int | None = None
     binds: dict[str, str] = field(default_factory=dict)
+    reachable: tuple[str, ...] = ()
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -262,6 +265,21 @@ class ServiceProxyStandIn:
         key = (ip, port["port"])
         if key in self.forwarders:
             return
+        target_port = port.get("targetPort", port["port"])
+        if isinstance(target_port, str):  # a named container port: as the endpoints say
+            known = self.endpoints.get((name, port.get("name") or ""))
+            if not known:
+                return  # no endpoint yet: decide at a later sync
+            target_port = known[0][1]
+        if ns != "default" and target_port == port["port"]:
+            # Same port: the pod's own wildcard listener (shared network namespace)
+            # answers on the ClusterIP too, and a forwarder there would take the
+            # port away from the pod.
+            self.forwarders[key] = None
+            if ip not in self.addresses:
+                _loopback_address(ip, True)
+                self.addresses.add(ip)
+            return
         if ip not in self.addresses:
             _loopback_address(ip, True)
             self.addresses.add(ip)
@@ -353,6 +371,7 @@ class KubeletStandIn:
         state_dir: Path,
         *,
         interval: float = 0.3,
+        identities: Sequence[Any] = (),
         log: Log | None = None,
     ) -> None:
         self.api = Api(plane)
@@ -361,12 +380,16 @@ class KubeletStandIn:
         self.images = images
         self.state_dir = state_dir
         self.interval = interval
+        # Node-level cloud identity (pangeo_cloud.testing.cloud): pod_identity(account, token_for).
+        self.identities = tuple(identities)
         self.events: list[str] = []
         self._log_fn = log or (lambda _m: None)
         self.services = ServiceProxyStandIn(
             self.api, namespace, plane._load_state()["ports"]["apiserver"], self.log
         )
-        self.volumes = VolumeProvisionerStandIn(self.api, namespace, state_dir / "volumes", self.log)
+        self.volumes = VolumeProvisionerStandIn(
+            self.api, namespace, state_dir / "volumes", self.log
+        )
         self.pods: dict[str, RunningPod] = {}
         self.exited: dict[str, int] = {}  # "<pod>/<container>" -> exit status
         self._stop = threading.Event()
@@ -425,7 +448,9 @@ class KubeletStandIn:
         self.volumes.sync()
         self.services.sync()
         pods = self.api.items(f"/api/v1/namespaces/{self.namespace}/pods")
-        live = {p["metadata"]["name"]: p for p in pods if not p["metadata"].get("deletionTimestamp")}
+        live = {
+            p["metadata"]["name"]: p for p in pods if not p["metadata"].get("deletionTimestamp")
+        }
         for name, running in list(self.pods.items()):
             pod = live.get(name)
             if pod is None or pod["metadata"]["uid"] != running.uid:
@@ -457,6 +482,7 @@ class KubeletStandIn:
         pod_dir.chmod(0o755)
         _loopback_address(ip, True)
         volumes = self._volumes(pod, pod_dir)
+        identity = self._identity(pod, pod_dir)
         grace = min(float(pod["spec"].get("terminationGracePeriodSeconds") or 30), 15.0)
         running = RunningPod(name, pod["metadata"]["uid"], ip, {}, grace)
         self.pods[name] = running
@@ -464,14 +490,59 @@ class KubeletStandIn:
             if init["image"] not in self.images:
                 self.log(f"pod {name}: init container {init['name']} ({init['image']}) skipped")
                 continue
-            proc = self._launch(pod, init, volumes, pod_dir)
+            proc = self._launch(pod, init, volumes, pod_dir, identity)
             code = proc.wait(300)
             if code != 0:
                 self.log(f"pod {name}: init container {init['name']} exited with {code}")
                 return
         for container in pod["spec"]["containers"]:
-            running.procs[container["name"]] = self._launch(pod, container, volumes, pod_dir)
+            running.procs[container["name"]] = self._launch(
+                pod, container, volumes, pod_dir, identity
+            )
         self.log(f"started pod {name} at {ip}")
+
+    def _token(self, pod: dict[str, Any], audience: str | None, seconds: int = 3607) -> str:
+        """A ServiceAccount token bound to the pod (TokenRequest), as the kubelet gets it."""
+        account = pod["spec"].get("serviceAccountName") or "default"
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [audience] if audience else None,
+                "expirationSeconds": seconds,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": pod["metadata"]["name"],
+                    "uid": pod["metadata"]["uid"],
+                },
+            },
+        }
+        reply = self.api.post(
+            f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{account}/token", request
+        )
+        return reply["status"]["token"]
+
+    def _identity(self, pod: dict[str, Any], pod_dir: Path) -> tuple[dict[str, str], list]:
+        """Cloud identity for the pod's ServiceAccount: (env, read-only file mounts)."""
+        if not self.identities:
+            return {}, []
+        name = pod["spec"].get("serviceAccountName") or "default"
+        account = self.api.get(f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{name}")
+        env: dict[str, str] = {}
+        mounts: list[tuple[str, str, bool]] = []
+        for identity in self.identities:
+            more_env, files = identity.pod_identity(
+                account or {}, lambda audience: self._token(pod, audience)
+            )
+            env.update(more_env)
+            for n, (target, content) in enumerate(files.items()):
+                source = pod_dir / "identity" / f"{len(mounts) + n}"
+                source.parent.mkdir(exist_ok=True)
+                source.write_bytes(content)
+                source.chmod(0o644)
+                mounts.append((str(source), target, True))
+        return env, mounts
 
     def _kill(self, name: str) -> None:
         running = self.pods.pop(name)
@@ -555,26 +626,9 @@ class KubeletStandIn:
         ns, files = self.namespace, {}
         for src in projected.get("sources") or []:
             if "serviceAccountToken" in src:
-                account = pod["spec"].get("serviceAccountName") or "default"
-                request = {
-                    "apiVersion": "authentication.k8s.io/v1",
-                    "kind": "TokenRequest",
-                    "spec": {
-                        "expirationSeconds": src["serviceAccountToken"].get(
-                            "expirationSeconds", 3607
-                        ),
-                        "boundObjectRef": {
-                            "apiVersion": "v1",
-                            "kind": "Pod",
-                            "name": pod["metadata"]["name"],
-                            "uid": pod["metadata"]["uid"],
-                        },
-                    },
-                }
-                reply = self.api.post(
-                    f"/api/v1/namespaces/{ns}/serviceaccounts/{account}/token", request
-                )
-                files[src["serviceAccountToken"]["path"]] = reply["status"]["token"].encode()
+                sat = src["serviceAccountToken"]
+                token = self._token(pod, sat.get("audience"), sat.get("expirationSeconds", 3607))
+                files[sat["path"]] = token.encode()
             elif "configMap" in src:
                 cm = self.api.get(f"/api/v1/namespaces/{ns}/configmaps/{src['configMap']['name']}")
                 data = (cm or {}).get("data") or {}
@@ -650,9 +704,15 @@ class KubeletStandIn:
         )
         return "\n".join(lines) + "\n"
 
-    def _env(self, pod: dict[str, Any], container: dict[str, Any], image: ImageStandIn) -> dict:
+    def _env(
+        self,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        image: ImageStandIn,
+        identity_env: dict[str, str],
+    ) -> dict:
         ns = self.namespace
-        env = {"HOSTNAME": pod["metadata"]["name"], **image.env}
+        env = {"HOSTNAME": pod["metadata"]["name"], **image.env, **identity_env}
         if pod["spec"].get("enableServiceLinks", True):
             env.update(self._service_env())
         for source in container.get("envFrom") or []:
@@ -700,9 +760,10 @@ class KubeletStandIn:
         container: dict[str, Any],
         volumes: dict[str, str],
         pod_dir: Path,
+        identity: tuple[dict[str, str], list],
     ) -> subprocess.Popen[bytes]:
         image = self.images[container["image"]]
-        env = self._env(pod, container, image)
+        env = self._env(pod, container, image, identity[0])
         # Kubernetes' rule: `command` replaces the ENTRYPOINT (and drops the image's CMD).
         if container.get("command"):
             raw = [*container["command"], *(container.get("args") or [])]
@@ -717,12 +778,14 @@ class KubeletStandIn:
             if m.get("subPath"):
                 source = os.path.join(source, m["subPath"])
             mounts.append((source, m["mountPath"], bool(m.get("readOnly"))))
+        mounts += identity[1]
         psc, csc = pod["spec"].get("securityContext") or {}, container.get("securityContext") or {}
         uid = csc.get("runAsUser", psc.get("runAsUser", image.user))
         gid = csc.get("runAsGroup", psc.get("runAsGroup"))
         groups = [g for g in [psc.get("fsGroup"), *(psc.get("supplementalGroups") or [])] if g]
         spec = {
             "mounts": mounts,
+            "reachable": list(image.reachable),
             "hosts": self._hosts(pod),
             "uid": uid,
             "gid": gid,

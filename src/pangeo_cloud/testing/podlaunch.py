@@ -14,6 +14,10 @@ the container's process only and vanishes with it. It reads one JSON spec:
 ``uid``, ``gid``, ``groups``
     the container's ``securityContext`` user, group and supplementary groups
     (fsGroup); privileges are dropped after mounting.
+``reachable``
+    paths the container's user must be able to reach (the image's programs,
+    where they are installed on this machine); an ancestor directory closed to
+    other users gets the overlay described below, with mode 0755.
 ``cwd``, ``env``, ``argv``
     working directory, the complete environment, the command line.
 
@@ -73,6 +77,16 @@ def _ensure_dir(path: str) -> None:
     _OVERLAID.add(path)  # lives on our tmpfs: children need no overlay
 
 
+def _make_reachable(path: str) -> None:
+    """Let any user traverse to ``path``: an ancestor closed to others gets a 0755 tmpfs
+    showing the same entries (their own permissions unchanged)."""
+    parts = os.path.normpath(path).split(os.sep)
+    for n in range(2, len(parts)):
+        ancestor = os.sep.join(parts[:n])
+        if os.path.isdir(ancestor) and not os.stat(ancestor).st_mode & 0o001:
+            _overlay(ancestor)
+
+
 def _bind(source: str, target: str, read_only: bool) -> None:
     if os.path.isdir(source):
         _ensure_dir(target)
@@ -93,8 +107,10 @@ def main(spec_path: str) -> None:
         spec = json.load(f)
     # Mounts made here must not propagate back to the machine.
     _mount("--make-rprivate", "/")
+    for path in spec.get("reachable") or []:
+        _make_reachable(path)
     for source, target, read_only in spec["mounts"]:
-        _bind(source, target, read_only)
+        _bind(source, os.path.normpath(target), read_only)
     hosts = os.path.join(os.path.dirname(spec_path), "hosts")
     with open(hosts, "w", encoding="utf-8") as f:
         f.write(spec["hosts"])

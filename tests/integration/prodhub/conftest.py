@@ -1,4 +1,4 @@
-"""Fixtures of the production-hub tier: the loopback control plane, shared with tests/integration/k8s."""
+"""Fixtures of the production-hub tier: the loopback control plane (as in tests/integration/k8s)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -41,6 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
@@ -48,6 +50,7 @@ from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import Layer, merge_all, values_layers
 from pangeo_cloud.deploy.helm import missing_subcharts, split_manifests
 from pangeo_cloud.ports import free_ports
+from pangeo_cloud.testing.cloud import GKE_ANNOTATION, AwsIrsaStandIn, GkeWorkloadIdentityStandIn
 from pangeo_cloud.testing.github import GitHubStandIn
 from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec, tools_dir
 from pangeo_cloud.testing.kubelet import ImageStandIn, KubeletStandIn, forward
@@ -57,6 +60,8 @@ REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "helm-chart" / "pangeo-cloud"
 HEALTH_SERVICE = "health-check"
 VENV_BIN = str(Path(sys.executable).parent)
+# The interpreter behind the virtualenv (may live under a home closed to others).
+PYTHON_HOME = str(Path(os.path.realpath(sys.executable)).parent.parent)
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHP_DIR = Path.home() / ".cache" / "pangeo-cloud" / "node"
 
@@ -91,6 +96,7 @@ def images(manifests: list[dict[str, Any]], notebook_image: str) -> dict[str, Im
             env={"PATH": f"{VENV_BIN}:{IMAGE_PATH}", "HOME": "/home/jovyan", "LANG": "C.UTF-8"},
             workdir="/home/jovyan",
             user=1000,
+            reachable=(PYTHON_HOME,),
         )
     }
     for doc in manifests:
@@ -104,6 +110,7 @@ def images(manifests: list[dict[str, Any]], notebook_image: str) -> dict[str, Im
                     workdir="/srv/jupyterhub",
                     user=1000,
                     binds=hidden,
+                    reachable=(PYTHON_HOME,),
                 )
             elif image.startswith("quay.io/jupyterhub/configurable-http-proxy:"):
                 out[image] = ImageStandIn(
@@ -185,9 +192,18 @@ def wait_for(what: str, check: Any, timeout: float, kubelet: KubeletStandIn | No
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def _kubectl_apply(plane: ControlPlane, docs: list[dict[str, Any]]) -> None:
-    stream = "\n---\n".join(json.dumps(d) for d in docs)
-    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=stream, timeout=180)
+def _kubectl_apply(plane: ControlPlane, namespace: str, docs: list[dict[str, Any]]) -> None:
+    """Apply like `helm install --namespace`: the CRDs first (established), then the rest."""
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    for batch in (crds, rest):
+        stream = "\n---\n".join(json.dumps(d) for d in batch)
+        plane.kubectl("apply", "--namespace", namespace, "--server-side", "--force-conflicts",
+                      "-f", "-", input=stream, timeout=180)  # fmt: skip
+        if batch is crds:
+            names = [f"crd/{d['metadata']['name']}" for d in crds]
+            plane.kubectl("wait", "--for=condition=established", "--timeout=60s", *names,
+                          timeout=90)  # fmt: skip
 
 
 def _delete_namespace(plane: ControlPlane, namespace: str) -> None:
@@ -235,7 +251,15 @@ def production_hub(
         storage_class = values["jupyterhub"]["singleuser"]["storage"]["dynamic"]["storageClass"]
         _ensure_storage_class(plane, storage_class)
 
-        kubelet = KubeletStandIn(plane, namespace, images(manifests, notebook), state_dir, log=log)
+        identity = stack.enter_context(_cloud_identity(dep.cloud, values))
+        kubelet = KubeletStandIn(
+            plane,
+            namespace,
+            images(manifests, notebook),
+            state_dir,
+            identities=[identity],
+            log=log,
+        )
         kubelet.start()
         stack.callback(kubelet.stop)
         # After the namespace is gone (callbacks run last-in first-out).
@@ -245,7 +269,9 @@ def production_hub(
             if d["kind"] in ("PriorityClass", "ClusterRole", "ClusterRoleBinding")
         ]
         stack.callback(_delete_objects, plane, cluster_scoped)
-        _kubectl_apply(plane, [d for d in manifests if not is_hook(d)])
+        stack.callback(_delete_objects, plane, _scheduler_standin_rbac(namespace))
+        _kubectl_apply(plane, namespace, [d for d in manifests if not is_hook(d)])
+        _kubectl_apply(plane, namespace, _scheduler_standin_rbac(namespace))
 
         proxy = "proxy-public"
         if values["jupyterhub"]["proxy"]["https"].get("type") == "letsencrypt":
@@ -261,8 +287,79 @@ def production_hub(
         hub = ProductionHub(
             deployment, stage, namespace, public_url, token, manifests, values, kubelet, gh, plane
         )
-        wait_for("the hub to answer through the proxy", lambda: _hub_up(public_url), 240, kubelet)
+
+        def hub_up() -> bool:
+            dead = {k: v for k, v in kubelet.exited.items() if k.startswith(("hub-", "proxy-"))}
+            if dead:
+                raise AssertionError(
+                    f"exited: {dead}\n{kubelet.logs('hub')}{kubelet.logs('proxy')}"
+                )
+            return _hub_up(public_url)
+
+        wait_for("the hub to answer through the proxy", hub_up, 240, kubelet)
         yield hub
+
+
+@contextlib.contextmanager
+def _cloud_identity(cloud: str, values: dict[str, Any]) -> Iterator[Any]:
+    """The cloud's workload identity and scratch store (pangeo_cloud.testing.cloud)."""
+    scratch = values["jupyterhub"]["custom"]["pangeo"]["scratch"]
+    bucket = urlparse(scratch["url"]).netloc
+    annotations = values["userServiceAccount"].get("annotations") or {}
+    if cloud == "gcp":
+        email = annotations[GKE_ANNOTATION]
+        stand_in: Any = GkeWorkloadIdentityStandIn(email, scratch["project"], [bucket])
+    else:
+        stand_in = AwsIrsaStandIn([bucket], scratch["region"])
+    stand_in.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()
+
+
+def _scheduler_standin_rbac(namespace: str) -> list[dict[str, Any]]:
+    """Read access that the stand-in's newer kube-scheduler needs beyond z2jh's role.
+
+    z2jh 4.4.0's user-scheduler image is kube-scheduler v1.30; the binary that
+    stands in for it is the plane's (newer) one, which also lists DRA objects
+    and VolumeAttachments and never schedules until those caches sync. The
+    role z2jh grants (written for v1.30) does not cover them; production runs
+    the v1.30 image and needs nothing more.
+    """
+    name = f"pangeo-test-{namespace}-user-scheduler-standin"
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [
+                {
+                    "apiGroups": ["resource.k8s.io"],
+                    "resources": ["*"],
+                    "verbs": ["get", "list", "watch"],
+                },
+                {
+                    "apiGroups": ["storage.k8s.io"],
+                    "resources": ["volumeattachments"],
+                    "verbs": ["get", "list", "watch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": "user-scheduler", "namespace": namespace}
+            ],
+        },
+    ]
 
 
 def _merged_test_values(
@@ -309,8 +406,6 @@ def _hub_up(url: str) -> bool:
 def run_health(hub: ProductionHub, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """`pangeo-cloud health DEPLOYMENT STAGE` against the hub, as an operator runs it."""
     env = {"PATH": f"{VENV_BIN}:{IMAGE_PATH}", "PANGEO_HEALTH_TOKEN": hub.token}
-    import os
-
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return subprocess.run(
