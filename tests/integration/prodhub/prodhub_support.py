@@ -197,6 +197,8 @@ def _kubectl_apply(plane: ControlPlane, namespace: str, docs: list[dict[str, Any
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
     for batch in (crds, rest):
+        if not batch:
+            continue
         stream = "\n---\n".join(json.dumps(d) for d in batch)
         plane.kubectl("apply", "--namespace", namespace, "--server-side", "--force-conflicts",
                       "-f", "-", input=stream, timeout=180)  # fmt: skip

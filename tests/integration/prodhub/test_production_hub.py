@@ -117,6 +117,10 @@ def test_team_member_logs_in_spawns_a_profile_and_reaches_the_server(prod_hub) -
             return bool(server.get("ready"))
 
         wait_for("the user's server to be ready", ready, 300, hub.kubelet)
+        # The browser's way in: the server's own OAuth with the hub, then its API.
+        page = client.get(f"{hub.url}user/{USER}/lab")
+        assert page.status_code == 200, page.text[:2000]
+        assert page.url.path == f"/user/{USER}/lab", page.url
         status = client.get(f"{hub.url}user/{USER}/api/status")
         assert status.status_code == 200, status.text
         assert "started" in status.json()
