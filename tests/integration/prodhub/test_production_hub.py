@@ -27,6 +27,7 @@ without root for mount namespaces and loopback addresses.
 
 from __future__ import annotations
 
+import json
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -86,8 +87,6 @@ def _api(hub, method: str, path: str, **kw: Any) -> httpx.Response:
 
 
 def _pods(hub) -> list[dict[str, Any]]:
-    import json
-
     out = hub.plane.kubectl("-n", hub.namespace, "get", "pods", "-o", "json").stdout
     return json.loads(out)["items"]
 
@@ -97,6 +96,20 @@ def test_team_member_logs_in_spawns_a_profile_and_reaches_the_server(prod_hub) -
     hub_values = hub.values["jupyterhub"]
     team = hub_values["hub"]["config"]["GitHubOAuthenticator"]["allowed_organizations"][0]
     hub.github.add_user(USER, teams=[team])
+    try:
+        _login_and_spawn(hub, hub_values)
+    finally:
+        # Pods share this machine's network: the next test's server needs the port.
+        _api(hub, "DELETE", f"users/{USER}/server")
+        wait_for(
+            "the user's pod to be deleted",
+            lambda: not [p for p in _pods(hub) if p["metadata"]["name"] == f"jupyter-{USER}"],
+            180,
+            hub.kubelet,
+        )
+
+
+def _login_and_spawn(hub, hub_values: dict[str, Any]) -> None:
     client = httpx.Client(follow_redirects=True, timeout=60)
     with closing(client):
         hub.github.next_user = USER
@@ -117,35 +130,44 @@ def test_team_member_logs_in_spawns_a_profile_and_reaches_the_server(prod_hub) -
             return bool(server.get("ready"))
 
         wait_for("the user's server to be ready", ready, 300, hub.kubelet)
+
         # The browser's way in: the server's own OAuth with the hub, then its API.
-        page = client.get(f"{hub.url}user/{USER}/lab")
-        assert page.status_code == 200, page.text[:2000]
+        # (Polled: kwok reports the pod ready before the stand-in's process listens.)
+        def lab() -> httpx.Response | None:
+            page = client.get(f"{hub.url}user/{USER}/lab")
+            return page if page.status_code == 200 else None
+
+        page = wait_for("JupyterLab through the proxy", lab, 120, hub.kubelet)
         assert page.url.path == f"/user/{USER}/lab", page.url
         status = client.get(f"{hub.url}user/{USER}/api/status")
         assert status.status_code == 200, status.text
         assert "started" in status.json()
 
-    pod = next(p for p in _pods(hub) if p["metadata"]["name"].startswith("jupyter-"))
+    pod = next(p for p in _pods(hub) if p["metadata"]["name"] == f"jupyter-{USER}")
     assert pod["spec"]["schedulerName"] == f"{hub.stage}-user-scheduler"
-    node = hub.plane.kubectl("get", "node", pod["spec"]["nodeName"], "-o", "json").stdout
-    for key, value in hub_values["singleuser"]["nodeSelector"].items():
-        assert f'"{key}": "{value}"' in node
-
-    r = _api(hub, "DELETE", f"users/{USER}/server")
-    assert r.status_code in (202, 204), r.text
-    wait_for(
-        "the user's pod to be deleted",
-        lambda: not [p for p in _pods(hub) if p["metadata"]["name"].startswith("jupyter-")],
-        180,
-        hub.kubelet,
+    node = json.loads(
+        hub.plane.kubectl("get", "node", pod["spec"]["nodeName"], "-o", "json").stdout
     )
+    labels = node["metadata"]["labels"]
+    assert labels.items() >= hub_values["singleuser"]["nodeSelector"].items()
 
 
 def test_health_check_passes_every_step_before_dask(prod_hub) -> None:
-    result = run_health(prod_hub, "--start-timeout", "300", "--exec-timeout", "300")
+    """`pangeo-cloud health` as CI runs it after a deploy, minus the Dask step.
+
+    The Dask Gateway of the rendered chart (api and controller Deployments,
+    traefik) does not run on this tier yet, so ``--skip-dask``; everything else
+    is the real check: the throw-away user through the REST API (with GitHub
+    login, refresh_pre_spawn and the membership re-check on), its server through
+    KubeSpawner, a kernel, and the scratch bucket with the pod's cloud identity.
+    """
+    result = run_health(prod_hub, "--start-timeout", "300", "--exec-timeout", "300", "--skip-dask")
     out = result.stdout + result.stderr
     done = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok ")]
-    assert done[: len(STEPS_BEFORE_DASK)] == STEPS_BEFORE_DASK, (
+    assert result.returncode == 0, (
         out + "\n" + prod_hub.logs("hub") + prod_hub.logs("jupyter-health")
     )
-    assert result.returncode == 0, out
+    assert done == [*STEPS_BEFORE_DASK, "cleanup"], out
+    bucket = prod_hub.values["jupyterhub"]["custom"]["pangeo"]["scratch"]["url"]
+    scratch = next(line for line in result.stdout.splitlines() if " scratch " in line)
+    assert f"{bucket}/health-2dcheck-" in scratch, scratch
