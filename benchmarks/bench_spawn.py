@@ -6,6 +6,10 @@ then ``--users`` users logging in and starting at once (p50/p95 over the users).
 OAuth handshake. Both hubs log in with a shared password; pangeo-cloud's users
 pick the Small profile through the spawn form, the bare hub has no form.
 
+A spawn the hub gives up on (the server is stopped or failed) is counted and
+reported for each hub, with its reason, and never waited on; times are over
+the spawns that succeeded. Exit status 1 if pangeo-cloud had a failed spawn.
+
     python benchmarks/bench_spawn.py [--users 50] [--repeat 5]
 """
 
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from common import BareHub, exit_on_sigterm, table
 
-from pangeo_cloud.local.harness import HubUser, UpProcess
+from pangeo_cloud.local.harness import HubUser, SpawnFailed, UpProcess
 
 
 def login_to_ready(url: str, name: str, password: str, profile: str | None) -> float:
@@ -28,21 +32,37 @@ def login_to_ready(url: str, name: str, password: str, profile: str | None) -> f
     user = HubUser(url, name, password)
     user.login()
     user.spawn(profile)
-    user.wait_ready(timeout=600)
+    user.wait_ready(timeout=900)
     return time.monotonic() - start
 
 
+def _collect(futures: list, failures: list[str]) -> list[float]:
+    times = []
+    for future in futures:
+        try:
+            times.append(future.result())
+        except (SpawnFailed, RuntimeError) as exc:
+            failures.append(str(exc))
+    return times
+
+
 def measure(url: str, password: str, prefix: str, profile: str | None, args) -> dict:  # noqa: ANN001
-    single = [
-        login_to_ready(url, f"{prefix}-solo{i}", password, profile) for i in range(args.repeat)
-    ]
+    failures: list[str] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        single = _collect(
+            [
+                pool.submit(login_to_ready, url, f"{prefix}-solo{i}", password, profile)
+                for i in range(args.repeat)
+            ],
+            failures,
+        )
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.users) as pool:
         futures = [
             pool.submit(login_to_ready, url, f"{prefix}-crowd{i}", password, profile)
             for i in range(args.users)
         ]
-        crowd = [f.result() for f in futures]
-    return {"single": single, "crowd": crowd}
+        crowd = _collect(futures, failures)
+    return {"single": single, "crowd": crowd, "failures": failures}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,11 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"\n`pangeo-cloud up` was ready {up.ready_seconds:.1f} s after it started.")
+    for name in ("pangeo", "bare"):
+        failures = results[name]["failures"]
+        print(f"failed spawns ({name}): {len(failures)}")
+        for reason in failures:
+            print(f"  - {reason}")
     if not args.keep:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return 1 if results["pangeo"]["failures"] else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 The order, lowest first, is fixed and shown by `pangeo-cloud render --layers`:
 
 1. the umbrella chart's ``values.yaml`` (federation defaults)
-2. the generated stage wiring (gateway Service names from release and namespace)
+2. the generated stage wiring (gateway Service names from release and namespace,
+   the hub proxy's in-cluster address from the proxy's HTTPS mode: computed from
+   the layers above it, placed here so that any file may still override it)
 3. each file of the stage's ``valuesFiles`` (``values/common.yaml``, ``values/<stage>.yaml``)
 4. each file of the stage's ``secretsFiles`` (sops-encrypted; masked unless decrypted)
 5. the generated layer that ships ``src/pangeo_cloud/gateway`` to dask-gateway
@@ -112,14 +114,13 @@ def values_layers(
     paths = paths or Paths.discover()
     if isinstance(stage, str):
         stage = deployment.stage(stage)
-    layers = [
-        _load_layer(paths.chart / "values.yaml", "chart defaults"),
-        Layer(name="generated: stage wiring (release, namespace)", data=stage_wiring(stage)),
-    ]
+    layers = [_load_layer(paths.chart / "values.yaml", "chart defaults")]
     for file in stage.values_files:
         layers.append(_load_layer(file, f"values: {file.name}"))
     for file in stage.secrets_files:
         layers.append(_secrets_layer(file, decrypt))
+    wiring = stage_wiring(stage, merge_all(layers))
+    layers.insert(1, Layer(name="generated: stage wiring (release, namespace, proxy)", data=wiring))
     if generated:
         from pangeo_cloud.config.hooks import gateway_hooks_layer
 

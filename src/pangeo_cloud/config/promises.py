@@ -13,12 +13,14 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from pangeo_cloud.config.errors import ConfigError, format_key_path
 from pangeo_cloud.config.layering import Layer, origin
 from pangeo_cloud.config.model import Deployment, NodePool, parse_quantity
+from pangeo_cloud.config.wiring import auto_https
 
 KeyPath = tuple[str | int, ...]
 HOME_CAPACITY = "10Gi"
@@ -164,6 +166,16 @@ class _Checker:
                 self.fail(
                     ("jupyterhub", "singleuser", "extraEnv"),
                     f"{name} must be set so GatewayCluster() works without arguments",
+                )
+        address = env.get("DASK_GATEWAY__ADDRESS") if isinstance(env, dict) else None
+        if isinstance(address, str) and auto_https(self.v):
+            host = urlsplit(address).hostname
+            if host and host.split(".")[0] == "proxy-public":
+                self.fail(
+                    ("jupyterhub", "singleuser", "extraEnv", "DASK_GATEWAY__ADDRESS"),
+                    "with proxy.https type letsencrypt, proxy-public is traefik, which "
+                    "redirects http to https: use http://proxy-http:8000/services/dask-gateway "
+                    "(or leave it unset: pangeo-cloud derives it)",
                 )
         egress = self.get("jupyterhub", "singleuser", "networkPolicy", "egress", default=[]) or []
         if not any(

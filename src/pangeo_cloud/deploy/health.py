@@ -419,7 +419,8 @@ def run_health(opts: HealthOptions, out: Printer = print) -> list[str]:
 
     def start_server() -> str:
         body = {"profile": opts.profile} if opts.profile else None
-        status, _ = hub.request("POST", f"users/{name}/server", body, ok=(201, 202, 400))
+        # A refusal (400: a profile not offered; 403) fails here with the hub's message.
+        status, _ = hub.request("POST", f"users/{name}/server", body, ok=(201, 202))
         state["server"] = True
         return "started" if status == 201 else "spawn requested"
 

@@ -9,12 +9,16 @@ settings. `pangeo-cloud up` and the tests call the same function with
 ``backend="local"``.
 
 Modules here may import only the standard library, ``traitlets``,
-``dask_gateway_server``, :mod:`pangeo_cloud.scratch` and each other.
+``dask_gateway_server`` (and ``aiohttp``, which it depends on),
+:mod:`pangeo_cloud.scratch` and each other.
 
 - :mod:`.policy`: reads and checks ``custom.pangeo.gateway`` / ``.scratch``.
 - :mod:`.options`: the user-facing cluster options and the handler that turns
   them into cluster configuration (bounds, image, environment with
   ``PANGEO_SCRATCH``, idle timeout, per-group cluster limits).
+- :mod:`.heartbeat`: the local backend's heartbeat timeout fails a cluster only
+  if its scheduler does not answer either (an upstream workaround: a stalled
+  gateway or scheduler made idle clusters end FAILED instead of STOPPED).
 - :mod:`.config`: wires it all into a traitlets ``Config`` (options, commands,
   defaults, JupyterHub authentication restricted to the ``dask-gateway``
   service's access scope).

@@ -22,7 +22,9 @@ from pangeo_cloud.gateway.policy import Policy
 SERVICE_NAME = "dask-gateway"
 
 AUTHENTICATOR = "dask_gateway_server.auth.JupyterHubAuthenticator"
-LOCAL_BACKEND = "dask_gateway_server.backends.local.UnsafeLocalBackend"
+# UnsafeLocalBackend that fails a cluster for missed heartbeats only if its
+# scheduler does not answer either (see pangeo_cloud.gateway.heartbeat).
+LOCAL_BACKEND = "pangeo_cloud.gateway.heartbeat.ProbingLocalBackend"
 CONFIG_SECTION = {"kubernetes": "KubeClusterConfig", "local": "LocalClusterConfig"}
 
 

@@ -13,9 +13,17 @@ with one sentence for the user:
 
 - from the spawn form: ``options_from_form`` raises, and JupyterHub shows the
   form again with the message (no spawn begins);
-- from the REST API or a stale saved choice: ``apply_user_options``
-  (JupyterHub 5.3+, runs before ``pre_spawn_hook`` and ``start``) raises an
-  HTTP 400 carrying the same message.
+- from the REST API (``POST /hub/api/users/<name>/server``): HTTP 400 with the
+  same message, before the spawn begins. z2jh sets ``slow_spawn_timeout`` to 0,
+  so JupyterHub answers 202 as soon as a spawn *starts*; anything that refuses
+  inside the spawn (``apply_user_options``, ``pre_spawn_hook``, KubeSpawner's
+  own profile loading) only reaches the log and the server's status. JupyterHub
+  has no hook in the request before the spawn, so :func:`refuse_in_api`
+  replaces its server API handler with a subclass that checks the profile
+  first, then does exactly what JupyterHub does;
+- from a stale saved choice (a spawn without options reuses the last ones):
+  ``apply_user_options`` (JupyterHub 5.3+, runs before ``pre_spawn_hook`` and
+  ``start``) raises an HTTP 400 carrying the same message, and the spawn fails.
 """
 
 from __future__ import annotations
@@ -159,6 +167,48 @@ def apply_user_options_for(
     return pangeo_apply_user_options
 
 
+def refuse_in_api(profile_list: list[dict[str, Any]]) -> bool:
+    """Check the profile in JupyterHub's server API handler, before any spawn starts.
+
+    Must run while the hub loads its config (before it builds its handlers).
+    Returns False, leaving JupyterHub's handler in place, if this JupyterHub has
+    no ``UserServerAPIHandler`` in ``jupyterhub.apihandlers.default_handlers``;
+    the refusal then still happens, inside the spawn.
+    """
+    from jupyterhub import apihandlers
+    from jupyterhub.apihandlers.users import UserServerAPIHandler
+    from jupyterhub.scopes import needs_scope
+    from tornado import web
+
+    class ProfileCheckingServerAPIHandler(UserServerAPIHandler):
+        """JupyterHub's handler, refusing a profile not offered with 400 first."""
+
+        pangeo_profiles = profile_list
+
+        @needs_scope("servers")
+        async def post(self, user_name: str, server_name: str = "") -> None:
+            user = self.find_user(user_name)
+            options = self.get_json_body() if self.request.body else None
+            if user is not None and isinstance(options, dict):
+                spawner = user.get_spawner(server_name, replace_failed=True)
+                try:
+                    check_profile(
+                        _selected_slug(options),
+                        offered_profiles(self.pangeo_profiles, user_groups(spawner)),
+                    )
+                except ProfileRefused as e:
+                    self.log.warning("Refusing spawn for %s: %s", user_name, e)
+                    raise web.HTTPError(400, str(e)) from None
+            await super().post(user_name, server_name)
+
+    replaced = False
+    for i, (pattern, handler, *rest) in enumerate(apihandlers.default_handlers):
+        if handler is UserServerAPIHandler or getattr(handler, "pangeo_profiles", None):
+            apihandlers.default_handlers[i] = (pattern, ProfileCheckingServerAPIHandler, *rest)
+            replaced = True
+    return replaced
+
+
 def configure_profiles(c: Any, get_config: Callable[..., Any]) -> None:
     """Wire the group filter and the refusals for ``singleuser.profileList``."""
     profile_list = get_config("singleuser.profileList", None)
@@ -177,6 +227,13 @@ def configure_profiles(c: Any, get_config: Callable[..., Any]) -> None:
             )
     c.KubeSpawner.profile_list = profile_list_for(profile_list)
     c.KubeSpawner.options_from_form = options_from_form_for(profile_list)
+    if not refuse_in_api(profile_list):
+        import logging
+
+        logging.getLogger("pangeo_cloud").warning(
+            "JupyterHub's server API handler was not found: a profile not offered is "
+            "refused inside the spawn (202, then a failed server), not with 400"
+        )
     previous = c.Spawner.get("apply_user_options", None)
     if callable(previous):
         c.Spawner.apply_user_options = apply_user_options_for(profile_list, previous)

@@ -162,10 +162,22 @@ def idle_culler(get_config: Callable[..., Any], hub_api_url: str) -> tuple[dict,
     return service, role
 
 
+def apply_fixed_settings(c: Any) -> None:
+    """z2jh's fixed settings that change what users and API clients see.
+
+    ``slow_spawn_timeout`` 0: the hub answers a spawn request (form or REST)
+    as soon as the spawn starts, without waiting up to 10 s for it to finish.
+    """
+    settings = dict(c.JupyterHub.get("tornado_settings", {}) or {})
+    settings["slow_spawn_timeout"] = 0
+    c.JupyterHub.tornado_settings = settings
+
+
 def apply_z2jh_values(
     c: Any, get_config: Callable[..., Any], *, hub_api_url: str | None = None
 ) -> None:
-    """Everything above, in z2jh's order (singleuser, culler, services, hub.config)."""
+    """Everything above, in z2jh's order (fixed, singleuser, culler, services, hub.config)."""
+    apply_fixed_settings(c)
     apply_singleuser(c, get_config)
     c.JupyterHub.services = []
     c.JupyterHub.load_roles = []

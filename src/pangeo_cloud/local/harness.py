@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pangeo_cloud.local import processes
 from pangeo_cloud.ports import free_port
@@ -41,6 +42,10 @@ def up_command() -> list[str]:
     if "pangeo_cloud.commands.up" in cli.COMMAND_MODULES:
         return [sys.executable, "-m", "pangeo_cloud.cli", "up"]
     return [sys.executable, "-m", "pangeo_cloud.commands.up"]
+
+
+class SpawnFailed(RuntimeError):
+    """The hub gave up on a user's server (it is no longer starting or running)."""
 
 
 @dataclass
@@ -192,17 +197,43 @@ class HubUser:
         if resp.status_code >= 400:
             raise RuntimeError(f"spawn of {self.name} failed: HTTP {resp.status_code}")
 
-    def wait_ready(self, timeout: float = 180) -> None:
-        """Wait until the server answers as the browser sees it (after its OAuth login)."""
+    def server_model(self) -> dict[str, Any] | None:
+        """The hub's model of this user's default server; None when it has none.
+
+        Read through the hub's REST API with the login cookie (and the XSRF
+        header JupyterHub requires for cookie-authenticated API calls).
+        """
+        resp = self.session.get(
+            f"{self.base}/hub/api/user", headers={"X-XSRFToken": self._xsrf()}, timeout=30
+        )
+        resp.raise_for_status()
+        return (resp.json().get("servers") or {}).get("")
+
+    def wait_ready(self, timeout: float = 180, check_every: float = 2.0) -> None:
+        """Wait until the server answers as the browser sees it (after its OAuth login).
+
+        Raises :class:`SpawnFailed` as soon as the hub no longer has a server for
+        the user (it failed or was stopped): a failed spawn is reported, never
+        waited on.
+        """
         deadline = time.monotonic() + timeout
         url = f"{self.base}/user/{self.name}/api/status"
         page = f"{self.base}/user/{self.name}/lab"
+        next_check = time.monotonic() + check_every
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
                 resp = self.session.get(url, timeout=30)
                 if resp.status_code == 200:
                     return
-                if resp.status_code == 403:  # running; the server's login cookie is missing
+                served = urlsplit(resp.url).path.startswith(f"/user/{self.name}/")
+                if served and resp.status_code in (403, 404):
+                    # The server answered (not the hub's "not running" page) but
+                    # without its login cookie: jupyter-server says 403 or 404.
                     self.session.get(page, timeout=60)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + check_every
+                with contextlib.suppress(OSError):
+                    if self.server_model() is None:
+                        raise SpawnFailed(f"the hub stopped the server of {self.name}")
             time.sleep(0.2)
         raise RuntimeError(f"the server of {self.name} was not ready within {timeout} s")

@@ -105,8 +105,9 @@ def apply_fixed(c: Any, rt: dict[str, Any]) -> None:
     c.PangeoLocalSpawner.homes_directory = str(data / "homes")
     bindir = os.path.dirname(rt["python"])
     c.PangeoLocalSpawner.cmd = [os.path.join(bindir, "jupyterhub-singleuser")]
-    # Generous on 2 cores when many servers start at once.
-    c.Spawner.start_timeout = 180
+    # Starts are queued (PangeoLocalSpawner.concurrent_starts): the timeout
+    # covers the wait for a turn when many users start at once on 2 cores.
+    c.Spawner.start_timeout = 900
     c.Spawner.http_timeout = 180
     c.JupyterHub.log_level = rt.get("log_level", "INFO")
 

@@ -27,22 +27,32 @@ process of the hub's own user, as in ``SimpleLocalProcessSpawner``) with:
   a label: the local gateway backend runs clusters from the hub's Python
   environment and ignores the ``image`` option.
 
+Starts are queued: at most ``concurrent_starts`` servers start at once, each
+holding its turn until it answers HTTP (a new Jupyter server costs seconds of
+CPU). Without the queue, 50 users logging in together on 2 cores starve
+configurable-http-proxy, whose API then times out and JupyterHub stops the
+servers it could not route ("Failed to add ... to proxy"). Waiting users see
+their server as pending, as in a cloud where a node is being added.
+
 No isolation between users beyond that: every server runs as the hub's user.
 It is for one developer's machine, never for shared use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import html
 import inspect
 import os
 import string
+import time
 from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any as AnyTrait
-from traitlets import Unicode, default
+from traitlets import Integer, Unicode, default
 
 from pangeo_cloud.scratch import escape_username
 
@@ -131,6 +141,18 @@ class PangeoLocalSpawner(LocalProcessSpawner):
         "",
         help="The notebook image of the deployment: exported as JUPYTER_IMAGE_SPEC, a label only.",
     ).tag(config=True)
+
+    concurrent_starts = Integer(
+        help="Servers starting at the same time; later ones wait their turn, pending "
+        "(default: the number of CPUs, at least 2).",
+    ).tag(config=True)
+
+    @default("concurrent_starts")
+    def _default_concurrent_starts(self) -> int:
+        return max(2, os.cpu_count() or 2)
+
+    # One queue per hub process (the hub has one event loop).
+    _start_gate: asyncio.Semaphore | None = None
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -280,7 +302,36 @@ class PangeoLocalSpawner(LocalProcessSpawner):
     def move_certs(self, paths):  # noqa: ANN001, ANN201 - no internal SSL locally
         return paths
 
+    def _gate(self) -> asyncio.Semaphore:
+        cls = type(self)
+        if cls._start_gate is None:
+            cls._start_gate = asyncio.Semaphore(max(1, self.concurrent_starts))
+        return cls._start_gate
+
     async def start(self):  # noqa: ANN201 - JupyterHub API
         os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
         await self.apply_profile()
-        return await super().start()
+        async with self._gate():
+            url = await super().start()
+            await self._wait_answering(url)
+        return url
+
+    async def _wait_answering(self, started: Any) -> None:
+        """Hold the start slot until the server answers (any HTTP status) or exits.
+
+        ``started`` is what ``LocalProcessSpawner.start`` returned: ``(ip, port)``.
+        """
+        ip, port = started
+        probe = f"http://{ip}:{port}{self.server.base_url.rstrip('/')}/api"
+        client = AsyncHTTPClient()
+        deadline = time.monotonic() + self.http_timeout
+        while time.monotonic() < deadline:
+            if await self.poll() is not None:
+                return  # exited: JupyterHub reports it when it checks the server
+            try:
+                await client.fetch(probe, request_timeout=10)
+                return
+            except HTTPClientError:
+                return  # an HTTP answer, even an error, means it is up
+            except OSError:
+                await asyncio.sleep(0.2)

@@ -233,3 +233,82 @@ def test_full_chart_wires_hub_code_and_gateway(rendered):
         for rule in user_policy["spec"]["egress"]
         for peer in rule.get("to", [])
     )
+
+
+def _hub_values(docs: list[dict]) -> dict:
+    import base64
+
+    secret = _named(docs, "Secret", "hub")
+    return yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
+
+
+def _selects(service: dict, pod_labels: dict) -> bool:
+    selector = service["spec"].get("selector") or {}
+    return bool(selector) and all(pod_labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize(
+    "deployment,stage",
+    [
+        ("gcp-us-central1-b", "staging"),
+        ("gcp-us-central1-b", "prod"),
+        ("aws-us-west-2", "staging"),
+        ("aws-us-west-2", "prod"),
+    ],
+)
+def test_gateway_address_of_user_servers_leads_to_the_hub_proxy(deployment, stage, helm_bin):
+    """DASK_GATEWAY__ADDRESS names a Service that reaches CHP over plain HTTP.
+
+    On GCP (autohttps) `proxy-public` selects traefik, which redirects HTTP to
+    HTTPS with a certificate for the public host only; the address must then be
+    `proxy-http`. Followed through the rendered objects: Service -> selected pod
+    -> container port, and both NetworkPolicies on the way.
+    """
+    _full_chart_or_skip()
+    from urllib.parse import urlsplit
+
+    result = run_cli("render", deployment, stage, root=REPO)
+    assert result.returncode == 0, result.stderr
+    docs = helm.split_manifests(result.stdout)
+    address = _hub_values(docs)["singleuser"]["extraEnv"]["DASK_GATEWAY__ADDRESS"]
+    url = urlsplit(address)
+    assert url.scheme == "http" and url.path == "/services/dask-gateway", address
+    service = _named(docs, "Service", url.hostname)
+    proxy_pod = _named(docs, "Deployment", "proxy")["spec"]["template"]
+    assert _selects(service, proxy_pod["metadata"]["labels"]), (
+        f"{url.hostname} does not select the configurable-http-proxy pod"
+    )
+    port = next(p for p in service["spec"]["ports"] if p["port"] == (url.port or 80))
+    container_ports = {
+        p["name"]: p["containerPort"] for p in proxy_pod["spec"]["containers"][0]["ports"]
+    }
+    target = port["targetPort"]
+    assert container_ports.get(target, target) == 8000, "not CHP's HTTP port"
+    # The user pods' egress policy allows the proxy pod's HTTP port ...
+    user_policy = _named(docs, "NetworkPolicy", "singleuser")
+    assert any(
+        _selects(
+            {"spec": {"selector": peer["podSelector"]["matchLabels"]}},
+            proxy_pod["metadata"]["labels"],
+        )
+        and any(p.get("port") == 8000 for p in rule.get("ports", []))
+        for rule in user_policy["spec"]["egress"]
+        for peer in rule.get("to", [])
+        if "podSelector" in peer
+    )
+    # ... and the proxy's ingress policy accepts it from any pod on that port.
+    proxy_policy = _named(docs, "NetworkPolicy", "proxy")
+    assert any(
+        "from" not in rule and {"port": "http"} in rule.get("ports", [])
+        for rule in proxy_policy["spec"]["ingress"]
+    )
+    public = _named(docs, "Service", "proxy-public")
+    if deployment.startswith("gcp"):
+        # Why proxy-public is wrong there: it selects traefik, which redirects.
+        autohttps = _named(docs, "Deployment", "autohttps")["spec"]["template"]
+        assert _selects(public, autohttps["metadata"]["labels"])
+        dynamic = _named(docs, "ConfigMap", "autohttps")["data"]["dynamic.yaml"]
+        assert "redirect" in dynamic and "sniStrict: true" in dynamic
+        assert url.hostname == "proxy-http"
+    else:
+        assert url.hostname == "proxy-public"

@@ -26,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pangeo_cloud.ports import free_ports
@@ -105,6 +106,8 @@ class Federation:
     admin_token: str
     gateway_address: str
     gateway_log: Path
+    gateway_pid: int
+    clusters_dir: Path
     settings: dict = field(default_factory=lambda: SETTINGS)
     _clients: list = field(default_factory=list)
 
@@ -155,6 +158,15 @@ class Federation:
         self._clients.append(gateway)
         return gateway
 
+    def scheduler_pid(self, cluster_name: str) -> int:
+        """The pid of a running cluster's scheduler (local backend: cwd is its directory)."""
+        workdir = str(self.clusters_dir / cluster_name)
+        for proc in psutil.process_iter(["cwd", "cmdline"]):
+            cmdline = proc.info["cmdline"] or []
+            if proc.info["cwd"] == workdir and "scheduler" in cmdline:
+                return proc.pid
+        raise LookupError(f"no scheduler process runs in {workdir}")
+
     def close_clients(self) -> None:
         while self._clients:
             self._clients.pop().close()
@@ -204,6 +216,9 @@ def _gateway_config(ports: dict[str, int], hub_api: str, tmp: Path) -> str:
         # Report cluster state quickly (the default checks are for production).
         c.UnsafeLocalBackend.cluster_heartbeat_period = 2
         c.UnsafeLocalBackend.check_timeouts_period = 1
+        # An overdue scheduler (stalled, see test_gateway_stalls.py) gets this long
+        # to answer a health check; a dead one refuses the connection at once.
+        c.HeartbeatProbeMixin.heartbeat_probe_timeout = 30
         """
     )
 
@@ -266,6 +281,8 @@ def federation_session(tmp_path_factory) -> Federation:
             admin_token=tokens["admin"],
             gateway_address=address,
             gateway_log=gateway_log,
+            gateway_pid=gateway.pid,
+            clusters_dir=tmp / "clusters",
         )
     finally:
         for proc in reversed(procs):

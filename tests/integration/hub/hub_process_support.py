@@ -30,7 +30,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pangeo_cloud.config.layering import merge
+from pangeo_cloud.config.layering import SOPS_MASK, merge, merged_values
+from pangeo_cloud.config.paths import Paths
 from pangeo_cloud.ports import free_ports
 from pangeo_cloud.testing.offline import OFFLINE_KUBECONFIG
 
@@ -100,11 +101,39 @@ HUB_CONFIG = textwrap.dedent(
 
 
 def chart_hub_values(**overrides: Any) -> dict[str, Any]:
-    """The chart's `jupyterhub:` values with test overrides (Helm-like merge)."""
+    """The chart's own `jupyterhub:` defaults with test overrides (Helm-like merge).
+
+    Only for what no deployment ships (e.g. the default empty scratch URL);
+    hubs under test are configured with :func:`deployment_hub_values`.
+    """
     import yaml
 
     values = yaml.safe_load((REPO / "helm-chart" / "pangeo-cloud" / "values.yaml").read_text())
     return merge(values["jupyterhub"], overrides)
+
+
+def _unmask(value: Any) -> Any:
+    """sops-encrypted values (masked without a key) become fresh random tokens."""
+    if isinstance(value, dict):
+        return {k: _unmask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unmask(v) for v in value]
+    return secrets.token_hex(32) if value == SOPS_MASK else value
+
+
+def deployment_hub_values(
+    deployment: str = "gcp-us-central1-b", stage: str = "prod", **overrides: Any
+) -> dict[str, Any]:
+    """A real stage's merged `jupyterhub:` values (what Helm gives z2jh), then overrides.
+
+    The same layers `pangeo-cloud render` and `deploy` use (chart defaults,
+    stage wiring, values files, secrets); secrets cannot be decrypted here, so
+    their masked values become random tokens, and the harness points the
+    GitHub login at the stand-in. Tests pass only the overrides they need,
+    each with its reason.
+    """
+    values = merged_values(deployment, stage, paths=Paths.discover(REPO))
+    return merge(_unmask(values["jupyterhub"]), overrides)
 
 
 @dataclass

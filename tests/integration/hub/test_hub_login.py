@@ -1,6 +1,9 @@
 """GitHub team login, admins, refusals and the profile form, end to end over HTTP.
 
-A real JupyterHub (with configurable-http-proxy) runs the real
+The hub is configured from each cloud's production values (gcp and aws
+`prod`: their teams, admin teams, help URL, profiles including the
+operators-only one), mapped as z2jh maps them and then by our own entry
+script. A real JupyterHub (with configurable-http-proxy) runs the real
 GitHubOAuthenticator against the GitHub stand-in, and the real KubeSpawner
 renders the profile form; nothing here needs Kubernetes, because no server is
 started: every spawn attempt in this module is one that must be refused.
@@ -13,66 +16,65 @@ from contextlib import closing
 
 import httpx
 import pytest
-from hub_process_support import chart_hub_values, form_action, page_text
+from hub_process_support import deployment_hub_values, form_action, page_text
 
 from pangeo_cloud.testing.github import GitHubStandIn
 
 pytestmark = pytest.mark.integration
 
-HELP_URL = "https://example.org/ask-for-access"
-USERS_TEAM = "pangeo-data:users"
-ADMIN_TEAM = "pangeo-data:operators"
-GPU_TEAM = "pangeo-data:gpu-users"
-GPU_PROFILE = {
-    "display_name": "GPU",
-    "slug": "gpu",
-    "description": "One NVIDIA T4, for members of the GPU team only.",
-    "allowed_groups": [GPU_TEAM],
-    "kubespawner_override": {"extra_resource_limits": {"nvidia.com/gpu": "1"}},
-}
+RESTRICTED = "huge"  # the production profile offered to the admin team only
 
 
-def values() -> dict:
-    base = chart_hub_values()
-    return chart_hub_values(
-        custom={
-            "pangeo": {
-                "scratch": {"url": "gs://pangeo-scratch-test", "project": "pangeo-test"},
-                "auth": {"adminTeams": [ADMIN_TEAM], "accessHelpUrl": HELP_URL},
-            }
-        },
-        hub={
-            "config": {
-                "GitHubOAuthenticator": {
-                    "allowed_organizations": [USERS_TEAM, ADMIN_TEAM],
-                    # Short, so that a membership change is seen within the test.
-                    "auth_refresh_age": 2,
-                },
-            }
-        },
-        singleuser={"profileList": base["singleuser"]["profileList"] + [GPU_PROFILE]},
-        cull={"enabled": False},
+def values(deployment: str) -> dict:
+    # Only override: a short auth_refresh_age, so that a membership change is
+    # seen within the test (production: 300 s).
+    return deployment_hub_values(
+        deployment,
+        "prod",
+        hub={"config": {"GitHubOAuthenticator": {"auth_refresh_age": 2}}},
     )
 
 
+@pytest.fixture(scope="module", params=["gcp-us-central1-b", "aws-us-west-2"])
+def prod_values(request) -> dict:
+    return values(request.param)
+
+
 @pytest.fixture(scope="module")
-def github():
+def teams(prod_values) -> dict:
+    """The deployment's own teams: users (not admin) and the admin team."""
+    allowed = prod_values["hub"]["config"]["GitHubOAuthenticator"]["allowed_organizations"]
+    admin = prod_values["custom"]["pangeo"]["auth"]["adminTeams"][0]
+    users = next(
+        t for t in allowed if t not in prod_values["custom"]["pangeo"]["auth"]["adminTeams"]
+    )
+    restricted = next(
+        p for p in prod_values["singleuser"]["profileList"] if p["slug"] == RESTRICTED
+    )
+    assert restricted["allowed_groups"] == [admin]
+    return {"users": users, "admin": admin, "allowed": sorted(allowed), "restricted": restricted}
+
+
+@pytest.fixture(scope="module")
+def github(teams):
+    users, admin = teams["users"], teams["admin"]
+    org = users.split(":")[0]
     # One team per page, so the real authenticator has to follow Link headers.
     with GitHubStandIn(client_id="pangeo-test-client", max_per_page=1) as gh:
-        gh.add_user("alice", teams=[USERS_TEAM])
-        gh.add_user("gary", teams=[USERS_TEAM, GPU_TEAM])
-        gh.add_user("olivia", teams=[ADMIN_TEAM])
-        gh.add_user("oscar", orgs=["pangeo-data"], teams=["pangeo-data:other-team"])
-        gh.add_user("dave", teams=[USERS_TEAM])
-        gh.add_user("erin", teams=[USERS_TEAM])
+        gh.add_user("alice", teams=[users])
+        gh.add_user("gary", teams=[users, admin])
+        gh.add_user("olivia", teams=[admin])
+        gh.add_user("oscar", orgs=[org], teams=[f"{org}:other-team"])
+        gh.add_user("dave", teams=[users])
+        gh.add_user("erin", teams=[users])
         yield gh
 
 
 @pytest.fixture(scope="module")
-def hub(github, launch, tmp_path_factory):
+def hub(github, launch, prod_values, tmp_path_factory):
     hub = launch(
         tmp_path_factory.mktemp("login-hub"),
-        values(),
+        prod_values,
         spawner_class="kubespawner.KubeSpawner",
         github_url=github.url,
     )
@@ -87,35 +89,39 @@ def login(hub, github, user: str) -> tuple[httpx.Client, httpx.Response]:
     return client, response
 
 
-def test_team_member_logs_in_and_sees_profiles(hub, github):
+def test_team_member_logs_in_and_sees_profiles(hub, github, prod_values, teams):
     client, r = login(hub, github, "alice")
     with closing(client):
         assert r.status_code == 200, r.text
         assert r.url.path.startswith("/hub/spawn")
         text = page_text(r)
-        for profile in chart_hub_values()["singleuser"]["profileList"]:
-            assert profile["display_name"] in text
-            assert profile["description"] in text
-        assert "GPU" not in text  # restricted to the GPU team
+        for profile in prod_values["singleuser"]["profileList"]:
+            if profile["slug"] == RESTRICTED:
+                assert profile["description"] not in text  # for the admin team only
+            else:
+                assert profile["display_name"] in text
+                assert profile["description"] in text
     model = hub.user("alice")
-    assert model["groups"] == [USERS_TEAM]
+    assert model["groups"] == [teams["users"]]
     assert model["admin"] is False
     assert model["servers"] == {}
 
 
-def test_group_member_is_offered_the_restricted_profile(hub, github):
+def test_group_member_is_offered_the_restricted_profile(hub, github, teams):
     client, r = login(hub, github, "gary")
     with closing(client):
         assert r.status_code == 200, r.text
         text = page_text(r)
-        assert GPU_PROFILE["display_name"] in text and GPU_PROFILE["description"] in text
+        restricted = teams["restricted"]
+        assert restricted["display_name"] in text and restricted["description"] in text
         assert "allowed_groups" not in r.text  # our key does not leak into the page
     # Both teams arrived, one per page of GET /user/teams.
-    assert sorted(hub.user("gary")["groups"]) == [GPU_TEAM, USERS_TEAM]
+    assert sorted(hub.user("gary")["groups"]) == sorted([teams["admin"], teams["users"]])
     assert ("GET", "/api/v3/user/teams?per_page=1&page=2") in github.requests
 
 
-def test_org_member_outside_the_teams_is_refused_with_explanation(hub, github):
+def test_org_member_outside_the_teams_is_refused_with_explanation(hub, github, prod_values, teams):
+    help_url = prod_values["custom"]["pangeo"]["auth"]["accessHelpUrl"]
     client, r = login(hub, github, "oscar")
     with closing(client):
         assert r.status_code == 403
@@ -123,53 +129,53 @@ def test_org_member_outside_the_teams_is_refused_with_explanation(hub, github):
         assert "Access denied" in text
         assert (
             "Sorry, your GitHub account is not a member of any GitHub team allowed to use "
-            f"this hub ({ADMIN_TEAM}, {USERS_TEAM}), so you cannot log in." in text
+            f"this hub ({', '.join(teams['allowed'])}), so you cannot log in." in text
         )
-        assert f'<a href="{HELP_URL}">' in r.text
-        assert f"To ask for access, use {HELP_URL}" in text
+        assert f'<a href="{help_url}">' in r.text
+        assert f"To ask for access, use {help_url}" in text
     assert hub.api("GET", "/users/oscar").status_code == 404
     assert "User oscar is not part of allowed_organizations" in hub.log()
 
 
-def test_admin_team_member_is_admin(hub, github):
+def test_admin_team_member_is_admin(hub, github, teams):
     client, r = login(hub, github, "olivia")
     client.close()
     assert r.status_code == 200, r.text
     model = hub.user("olivia")
     assert model["admin"] is True
-    assert model["groups"] == [ADMIN_TEAM]
+    assert model["groups"] == [teams["admin"]]
 
 
-def test_user_removed_from_team_is_refused_at_next_login(hub, github):
+def test_user_removed_from_team_is_refused_at_next_login(hub, github, teams):
     client, r = login(hub, github, "dave")
     client.close()
     assert r.status_code == 200, r.text
-    github.remove_from_team("dave", USERS_TEAM)
+    github.remove_from_team("dave", teams["users"])
     try:
         client, r = login(hub, github, "dave")
         client.close()
         assert r.status_code == 403
         assert "not a member of any GitHub team allowed" in page_text(r)
     finally:
-        github.add_to_team("dave", USERS_TEAM)
+        github.add_to_team("dave", teams["users"])
 
 
-def test_user_removed_from_team_loses_a_running_login(hub, github):
+def test_user_removed_from_team_loses_a_running_login(hub, github, teams):
     client, r = login(hub, github, "erin")
     try:
         assert r.status_code == 200, r.text
         assert client.get(f"{hub.url}/hub/home").status_code == 200
-        github.remove_from_team("erin", USERS_TEAM)
+        github.remove_from_team("erin", teams["users"])
         time.sleep(3)  # past auth_refresh_age: the next request refreshes the login
         r = client.get(f"{hub.url}/hub/home", follow_redirects=False)
         assert r.status_code == 302 and "/hub/login" in r.headers["location"], r.text
         assert "erin is no longer in an allowed GitHub team" in hub.log()
     finally:
         client.close()
-        github.add_to_team("erin", USERS_TEAM)
+        github.add_to_team("erin", teams["users"])
 
 
-@pytest.mark.parametrize("choice", ["gpu", "enormous"])
+@pytest.mark.parametrize("choice", [RESTRICTED, "enormous"])
 def test_form_value_naming_no_offered_profile_is_refused(hub, github, choice):
     client, r = login(hub, github, "alice")
     with closing(client):
@@ -180,7 +186,7 @@ def test_form_value_naming_no_offered_profile_is_refused(hub, github, choice):
         text = page_text(r)
         assert (
             f"Error: The server size '{choice}' is not offered to you; please choose one of: "
-            "Small (small), Medium (medium), Large (large), Huge (huge)." in text
+            "Small (small), Medium (medium), Large (large)." in text
         ), text[:2000]
         assert "Small" in text  # the form is shown again
     model = hub.user("alice")
@@ -191,8 +197,9 @@ def test_api_spawn_of_restricted_profile_is_refused(hub, github):
     client, r = login(hub, github, "alice")
     client.close()
     assert r.status_code == 200
-    r = hub.api("POST", "/users/alice/server", json={"profile": "gpu"})
+    # z2jh's slow_spawn_timeout 0 is on: the refusal still comes before any spawn.
+    r = hub.api("POST", "/users/alice/server", json={"profile": RESTRICTED})
     assert r.status_code == 400, r.text
-    assert "The server size 'gpu' is not offered to you" in r.json()["message"]
+    assert f"The server size '{RESTRICTED}' is not offered to you" in r.json()["message"]
     assert hub.user("alice")["servers"] == {}
     assert "Refusing spawn for alice" in hub.log()

@@ -125,3 +125,16 @@ def test_decryptor_output_is_layered(repo_copy, edit_yaml):
     values = merged_values(deployment, "prod", paths=repo_copy, decrypt=decrypt)
     assert seen == ["qa.enc.yaml"]
     assert values["jupyterhub"]["custom"]["pangeo"]["auth"]["adminTeams"] == ["o:t"]
+
+
+def test_gateway_address_follows_the_proxy_https_mode(repo_paths):
+    """Autohttps (GCP) puts traefik behind proxy-public: address proxy-http instead."""
+    address = "DASK_GATEWAY__ADDRESS"
+    gcp = merged_values("gcp-us-central1-b", "prod", paths=repo_paths)
+    aws = merged_values("aws-us-west-2", "prod", paths=repo_paths)
+    assert gcp["jupyterhub"]["singleuser"]["extraEnv"][address] == (
+        "http://proxy-http:8000/services/dask-gateway"
+    )
+    assert aws["jupyterhub"]["singleuser"]["extraEnv"][address] == (
+        "http://proxy-public/services/dask-gateway"
+    )

@@ -130,6 +130,11 @@ PROMISE_CASES = {
         "egress rule to the gateway's traefik",
     ),
     "gateway-open-auth": (None, "else any hub token"),
+    "gateway-address-behind-autohttps": (
+        "  singleuser:\n    extraEnv:\n"
+        "      DASK_GATEWAY__ADDRESS: http://proxy-public/services/dask-gateway\n",
+        "redirects http to https",
+    ),
     "server-token-scope": (
         "    config:\n      Spawner:\n        server_token_scopes: [access:servers!server]\n",
         "GatewayCluster() is refused",

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 from dask_gateway_server.auth import JupyterHubAuthenticator
+from dask_gateway_server.backends.local import UnsafeLocalBackend
 from dask_gateway_server.options import Options
 from traitlets.config import Config
+from traitlets.utils.importstring import import_item
 
 import pangeo_cloud
 from pangeo_cloud.config.hooks import gateway_extra_config, gateway_module_sources
 from pangeo_cloud.gateway.config import SERVICE_NAME, configure, dask_commands
+from pangeo_cloud.gateway.heartbeat import HeartbeatProbeMixin
 from pangeo_cloud.gateway.policy import GatewaySettingsError
 
 SETTINGS = {
@@ -78,7 +81,10 @@ def test_authenticator_requires_the_service_access_scope(monkeypatch):
 def test_local():
     c = Config()
     configure(c, SETTINGS, backend="local")
-    assert c.DaskGateway.backend_class.endswith(".UnsafeLocalBackend")
+    # The upstream local backend, failing clusters only for unresponsive schedulers.
+    backend = import_item(c.DaskGateway.backend_class)
+    assert issubclass(backend, UnsafeLocalBackend)
+    assert issubclass(backend, HeartbeatProbeMixin)
     assert c.DaskGateway.authenticator_class.endswith(".JupyterHubAuthenticator")
     assert c.LocalClusterConfig.scheduler_cmd[1:] == ["scheduler"]
     assert c.LocalClusterConfig.worker_cmd[1:] == ["worker"]
@@ -101,7 +107,8 @@ def test_refuses_bad_input():
         configure(Config(), {"gateway": {}}, backend="kubernetes")
 
 
-ALLOWED = {"dask_gateway_server", "traitlets", "pangeo_cloud"}
+# aiohttp: dask-gateway-server's own HTTP library, in every gateway image.
+ALLOWED = {"dask_gateway_server", "traitlets", "aiohttp", "pangeo_cloud"}
 ALLOWED_OURS = ("pangeo_cloud.scratch", "pangeo_cloud.gateway")
 
 
