@@ -195,6 +195,10 @@ class _Forwarder:
 
     def close(self) -> None:
         self.closed = True
+        # shutdown() first: on Linux, close() alone leaves the socket listening
+        # while another thread is blocked in accept() on it.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -399,6 +403,8 @@ class KubeletStandIn:
     def log(self, message: str) -> None:
         self.events.append(message)
         self._log_fn(message)
+        with contextlib.suppress(OSError), (self.state_dir / "kubelet.log").open("a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {message}\n")
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> KubeletStandIn:
