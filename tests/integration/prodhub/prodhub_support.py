@@ -165,6 +165,7 @@ def is_hook(doc: dict[str, Any]) -> bool:
 @dataclass
 class ProductionHub:
     deployment: str
+    cloud: str
     stage: str
     namespace: str
     url: str  # the public address (load balancer stand-in), ends with "/"
@@ -287,7 +288,17 @@ def production_hub(
         lb = forward("127.0.0.1", lb_port, (service["spec"]["clusterIP"], http_port))
         stack.callback(lb.close)
         hub = ProductionHub(
-            deployment, stage, namespace, public_url, token, manifests, values, kubelet, gh, plane
+            deployment,
+            dep.cloud,
+            stage,
+            namespace,
+            public_url,
+            token,
+            manifests,
+            values,
+            kubelet,
+            gh,
+            plane,
         )
 
         def hub_up() -> bool:

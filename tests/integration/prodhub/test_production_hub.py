@@ -171,3 +171,70 @@ def test_health_check_passes_every_step_before_dask(prod_hub) -> None:
     bucket = prod_hub.values["jupyterhub"]["custom"]["pangeo"]["scratch"]["url"]
     scratch = next(line for line in result.stdout.splitlines() if " scratch " in line)
     assert f"{bucket}/health-2dcheck-" in scratch, scratch
+
+
+def test_gke_user_pods_can_reach_the_workload_identity_metadata_server(prod_hub) -> None:
+    """On GKE, a pod gets its Google credentials (Workload Identity) from the
+    metadata server at 169.254.169.254:80. z2jh blocks that address for user
+    servers by default twice: a privileged init container adding an iptables
+    DROP rule (``singleuser.cloudMetadata.blockWithIptables``) and the singleuser
+    NetworkPolicy (``egressAllowRules.cloudMetadataServer: false``). The
+    kubelet stand-in cannot apply either (pods share this machine's network),
+    so this reads them from the objects production gets: the pod KubeSpawner
+    created, as the API server stored it, and the rendered NetworkPolicy."""
+    hub = prod_hub
+    if hub.cloud != "gcp":
+        pytest.skip("IRSA hands pods a token file; EKS user pods need no metadata server")
+    annotations = hub.values["userServiceAccount"].get("annotations") or {}
+    assert "iam.gke.io/gcp-service-account" in annotations  # scratch relies on it
+
+    name = "wi-probe"
+    team = hub.values["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
+    hub.github.add_user(name, teams=[team["allowed_organizations"][0]])
+    assert _api(hub, "POST", f"users/{name}").status_code == 201
+    try:
+        assert _api(hub, "POST", f"users/{name}/server").status_code in (201, 202)
+        pod = wait_for(
+            "the probe's pod",
+            lambda: next((p for p in _pods(hub) if p["metadata"]["name"] == f"jupyter-{name}"), 0),
+            120,
+            hub.kubelet,
+        )
+    finally:
+        _api(hub, "DELETE", f"users/{name}/server")
+        wait_for(
+            "the probe's pod to be deleted",
+            lambda: not [p for p in _pods(hub) if p["metadata"]["name"] == f"jupyter-{name}"],
+            180,
+            hub.kubelet,
+        )
+        _api(hub, "DELETE", f"users/{name}")
+    blocking = [
+        c["name"]
+        for c in pod["spec"].get("initContainers") or []
+        if "169.254.169.254" in c.get("command", []) and "DROP" in c.get("command", [])
+    ]
+    assert not blocking, (
+        f"user pods drop traffic to the metadata server ({blocking}): Workload Identity "
+        "cannot hand out credentials, so gs:// scratch fails; set "
+        "jupyterhub.singleuser.cloudMetadata.blockWithIptables: false"
+    )
+    policy = next(
+        d
+        for d in hub.manifests
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "singleuser"
+    )
+    allowed = [
+        rule
+        for rule in policy["spec"].get("egress") or []
+        if any(
+            (peer.get("ipBlock") or {}).get("cidr") == "169.254.169.254/32"
+            for peer in rule.get("to") or []
+        )
+        # A rule without ports allows every port; DNS-only rules do not count.
+        and (not rule.get("ports") or {p.get("port") for p in rule["ports"]} - {53})
+    ]
+    assert allowed, (
+        "the singleuser NetworkPolicy does not allow egress to 169.254.169.254:80; set "
+        "jupyterhub.singleuser.networkPolicy.egressAllowRules.cloudMetadataServer: true"
+    )
