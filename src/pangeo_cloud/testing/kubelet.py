@@ -20,8 +20,11 @@ on this machine, from what the API server holds, the way a node would:
   Pods with unknown images stay simulated (kwok's "Running", nothing behind it).
 * :class:`ServiceProxyStandIn` (kube-proxy's job): each Service's ClusterIP is
   added to the loopback device and each port forwards TCP to a ready endpoint
-  (EndpointSlices, filled by the real endpoint controller from pod IPs); the
-  ``kubernetes`` Service forwards to the API server.
+  (EndpointSlices, filled by the real endpoint controller from pod IPs) whose
+  pod the kubelet stand-in runs; the ``kubernetes`` Service forwards to the API
+  server. A Service whose port equals its target port gets no forwarder: the
+  pod's own wildcard listener answers on the ClusterIP (and so would any
+  process listening on that port on all addresses).
 * :class:`VolumeProvisionerStandIn` (a cloud disk provisioner's job): a pending
   claim gets a PersistentVolume pre-bound to it, backed by a directory.
 
@@ -227,8 +230,18 @@ def forward(host: str, port: int, target: tuple[str, int]) -> _Forwarder:
 class ServiceProxyStandIn:
     """ClusterIP:port -> a ready endpoint, for the Services of one namespace."""
 
-    def __init__(self, api: Api, namespace: str, apiserver_port: int, log: Log) -> None:
+    def __init__(
+        self,
+        api: Api,
+        namespace: str,
+        apiserver_port: int,
+        log: Log,
+        running: Callable[[], set[str]] = set,
+    ) -> None:
         self.api, self.namespace, self.log = api, namespace, log
+        # IPs of pods whose processes run: only those can answer (a pod kwok
+        # merely reports as Ready has nothing listening).
+        self.running = running
         self.apiserver = ("127.0.0.1", apiserver_port)
         self.forwarders: dict[tuple[str, int], _Forwarder | None] = {}
         self.endpoints: dict[tuple[str, str], list[tuple[str, int]]] = {}
@@ -294,7 +307,8 @@ class ServiceProxyStandIn:
 
             def target() -> tuple[str, int] | None:
                 ready = self.endpoints.get((name, port_name)) or []
-                return ready[0] if ready else None
+                live = [a for a in ready if a[0] in self.running()]
+                return live[0] if live else None
 
         try:
             self.forwarders[key] = _Forwarder(ip, port["port"], target)
@@ -389,7 +403,11 @@ class KubeletStandIn:
         self.events: list[str] = []
         self._log_fn = log or (lambda _m: None)
         self.services = ServiceProxyStandIn(
-            self.api, namespace, plane._load_state()["ports"]["apiserver"], self.log
+            self.api,
+            namespace,
+            plane._load_state()["ports"]["apiserver"],
+            self.log,
+            running=lambda: {p.ip for p in list(self.pods.values())},
         )
         self.volumes = VolumeProvisionerStandIn(
             self.api, namespace, state_dir / "volumes", self.log
