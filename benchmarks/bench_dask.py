@@ -107,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         print("starting pangeo-cloud up ...", flush=True)
         up.start(timeout=300)
         rt = up.runtime
+        # The gateway stops the clusters of users without a running server.
+        owner = HubUser(up.url, "bench", up.password)
+        owner.login()
+        owner.spawn((owner.profiles() or [None])[0])  # the spawn form's first size
+        owner.wait_ready()
         spec = {
             "address": f"{up.url}services/dask-gateway",
             "proxy_address": f"gateway://127.0.0.1:{rt['ports']['gateway']}",

@@ -4,6 +4,7 @@ Run the benchmarks on demand (they are not tests, pytest does not collect them):
 
     python benchmarks/bench_spawn.py        # login -> ready server, 1 and 50 users
     python benchmarks/bench_dask.py         # Dask cluster request -> 2 running workers
+    python benchmarks/bench_gateway_cleanup.py  # server stop -> clusters stopped; limits cost
 
 Each measures `pangeo-cloud up` (deployment ``local``) and, in the same run, a
 bare baseline on the same machine: a plain JupyterHub with JupyterHub's own
@@ -156,10 +157,10 @@ class BareGateway:
     def address(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> BareGateway:
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def config(self) -> str:
+        """The gateway's config file (subclasses add a policy)."""
         dask = shutil.which("dask") or os.path.join(os.path.dirname(sys.executable), "dask")
-        config = textwrap.dedent(
+        return textwrap.dedent(
             f"""
             c.DaskGateway.address = "127.0.0.1:{free_port()}"
             c.Proxy.address = "127.0.0.1:{self.port}"
@@ -173,8 +174,15 @@ class BareGateway:
             c.UnsafeLocalBackend.clusters_directory = "{self.dir / "clusters"}"
             """
         )
+
+    def start(self) -> BareGateway:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = self.config()
         (self.dir / "dask_gateway_config.py").write_text(config)
         env = dict(os.environ, PANGEO_LOCAL_RUN=self.run_id)
+        # The gateway imports pangeo_cloud from this checkout when a policy is configured.
+        paths = [str(REPO / "src"), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         self.proc = processes.start(
             [sys.executable, "-m", "dask_gateway_server", "-f", "dask_gateway_config.py"],
             env=env,

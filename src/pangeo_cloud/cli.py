@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "pangeo_cloud.commands.plan",
     "pangeo_cloud.commands.deploy",
     "pangeo_cloud.commands.health",
+    "pangeo_cloud.commands.clusters",
     "pangeo_cloud.commands.up",
 ]
 

@@ -59,8 +59,8 @@ def check_scratch_settings(settings: dict | None) -> tuple[str, str]:
             "no scratch bucket configured: set jupyterhub.custom.pangeo.scratch.url "
             "(gs://BUCKET or s3://BUCKET) in the deployment's values"
         )
-    parsed = urlparse(url)
-    if parsed.scheme not in SCHEMES or not parsed.netloc:
+    parsed = urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme not in SCHEMES or not parsed.netloc:
         raise ScratchConfigError(
             f"jupyterhub.custom.pangeo.scratch.url must be gs://BUCKET[/PATH] or "
             f"s3://BUCKET[/PATH], got {url!r}"
@@ -74,11 +74,38 @@ def scratch_url(settings: dict | None, username: str) -> str:
     return f"{base}/{escape_username(username)}/"
 
 
+def scratch_key_prefix(settings: dict | None, username: str) -> str:
+    """The user's key prefix inside the bucket, no slashes at the ends (e.g. ``alice``)."""
+    url = scratch_url(settings, username)
+    return urlparse(url).path.strip("/")
+
+
+def broker_env(settings: dict | None) -> dict[str, str]:
+    """Where clients fetch their scratch credentials (``scratch.broker``), if configured.
+
+    ``PANGEO_SCRATCH_BROKER_URL`` is read by the broker's client
+    (:mod:`pangeo_cloud.broker.client`); for ``s3://``, ``AWS_CONFIG_FILE`` names
+    the config whose ``credential_process`` runs that client. botocore reads
+    explicit keys (``AWS_ACCESS_KEY_ID`` ..., then ``~/.aws/credentials``) before
+    ``credential_process``, so a user's own credentials still win.
+    """
+    settings = settings or {}
+    broker = settings.get("broker") or {}
+    env = {}
+    if broker.get("url"):
+        env["PANGEO_SCRATCH_BROKER_URL"] = str(broker["url"])
+        scheme = urlparse(str(settings.get("url") or "")).scheme
+        if scheme == "s3" and broker.get("awsConfigFile"):
+            env["AWS_CONFIG_FILE"] = str(broker["awsConfigFile"])
+    return env
+
+
 def scratch_env(settings: dict | None, username: str) -> dict[str, str]:
     """PANGEO_SCRATCH plus the provider variables the storage clients read."""
     settings = settings or {}
     scheme, _ = check_scratch_settings(settings)
     env = {"PANGEO_SCRATCH": scratch_url(settings, username)}
+    env.update(broker_env(settings))
     if scheme == "s3":
         if settings.get("region"):
             env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = str(settings["region"])

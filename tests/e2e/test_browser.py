@@ -1,9 +1,10 @@
 """What the user docs promise, done in a real browser against a real `pangeo-cloud up`.
 
 Log in, pick a hardware profile, work in JupyterLab, write Zarr to
-``$PANGEO_SCRATCH``, start a Dask cluster with ``GatewayCluster()`` and no
-arguments, log out; a second user cannot see the first user's home; with
-GitHub login, someone outside the allowed teams is refused with a readable page.
+``$PANGEO_SCRATCH`` (a write into another user's prefix is refused), start a
+Dask cluster with ``GatewayCluster()`` and no arguments and open its dashboard
+link, log out; a second user cannot see the first user's home; with GitHub
+login, someone outside the allowed teams is refused with a readable page.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from pangeo_cloud.local import objectstore
 
@@ -30,6 +32,13 @@ NOTEBOOK_CELLS = [
     "z[:] = np.arange(100)\n"
     'back = zarr.open(store, mode="r")\n'
     'print("ZARR-OK", int(back[:].sum()), back.shape[0])',
+    # Another user's prefix: the notebook's credentials reach only its own.
+    'other = s3fs.S3Map(os.environ["PANGEO_SCRATCH"].rsplit("/", 2)[0] + "/dave/x.zarr", s3=fs)\n'
+    "try:\n"
+    '    zarr.open(other, mode="w", shape=(10,), chunks=(5,), dtype="i4")[:] = 1\n'
+    '    print("OTHER-WRITTEN")\n'
+    "except PermissionError as exc:\n"
+    '    print("OTHER-REFUSED", type(exc).__name__)',
     "import dask.array as da\n"
     "from dask_gateway import GatewayCluster\n"
     "cluster = GatewayCluster()\n"
@@ -136,6 +145,7 @@ def test_scientist_logs_in_works_with_scratch_and_dask_and_logs_out(page, hub):
     scratch = f"SCRATCH=s3://pangeo-scratch/{user}/"
     page.get_by_text(scratch).wait_for(timeout=120_000)
     page.get_by_text("ZARR-OK 4950 100").wait_for(timeout=120_000)
+    page.get_by_text("OTHER-REFUSED PermissionError").wait_for(timeout=120_000)
     page.get_by_text("DASK-OK 499500 2").wait_for(timeout=CELL_MS)
     assert "Traceback" not in "\n".join(outputs.all_inner_texts())
 
@@ -149,6 +159,7 @@ def test_scientist_logs_in_works_with_scratch_and_dask_and_logs_out(page, hub):
         )
     ]
     assert any(k.endswith("zarr.json") or k.endswith(".zarray") for k in keys), keys
+    assert "Contents" not in client.list_objects_v2(Bucket="pangeo-scratch", Prefix="dave/")
     assert objectstore.expiry_days_of(client, "pangeo-scratch") == 7
 
     # Log out from JupyterLab's File menu; the server's pages then need a login.
@@ -213,3 +224,48 @@ def test_github_user_outside_allowed_teams_sees_refusal(page, github_hub, github
     while "/hub/login" not in page.url and time.monotonic() < deadline:
         page.wait_for_timeout(200)
     assert "/hub/login" in page.url
+
+
+DASHBOARD_CELLS = [
+    "from dask_gateway import GatewayCluster\n"
+    "cluster = GatewayCluster()\n"
+    'print("DASHBOARD", cluster.dashboard_link, sep="=")',
+]
+
+
+def test_dashboard_link_opens_the_dask_dashboard_through_the_hub(page, hub):
+    url, user = hub.url, "dina"
+    log_in(page, url, user, hub.password)
+    page.wait_for_selector(".pangeo-profiles")
+    start_profile(page, "small")
+    resp = page.request.put(
+        f"{url}user/{user}/api/contents/dashboard.ipynb",
+        data=json.dumps(notebook(DASHBOARD_CELLS)),
+        headers={"X-XSRFToken": user_xsrf(page, url, user), "Content-Type": "application/json"},
+    )
+    assert resp.status in (200, 201), resp.text()
+    page.goto(f"{url}user/{user}/lab/tree/dashboard.ipynb")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=SERVER_READY_MS)
+    # JupyterLab may ask which kernel to use for a notebook made through the API.
+    page.wait_for_selector(
+        ".jp-Dialog, .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
+    )
+    if page.locator(".jp-Dialog").count():
+        page.locator(".jp-Dialog button", has_text=re.compile(r"^Select$")).click()
+    run_all_cells(page)
+    output = page.locator(".jp-OutputArea-output", has_text="DASHBOARD=")
+    output.wait_for(timeout=CELL_MS)
+    link = re.search(r"DASHBOARD=(\S+)", output.inner_text()).group(1)
+    # The link in the cluster's repr, as a scientist clicks it: through the hub's proxy.
+    assert re.fullmatch(r"/services/dask-gateway/clusters/[0-9a-f]+/status", link), link
+
+    dashboard = page.context.new_page()
+    answer = dashboard.goto(url.rstrip("/") + link)
+    assert answer is not None and answer.status == 200, answer and answer.status
+    # Bokeh renders the scheduler's status page (task stream, progress ...).
+    try:
+        dashboard.wait_for_function("document.title.includes('Dask')", timeout=60_000)
+    except PlaywrightTimeoutError:  # say what came instead (e.g. "Dask needs bokeh")
+        raise AssertionError(f"title {dashboard.title()!r}: {dashboard.content()[:1500]}") from None
+    dashboard.wait_for_selector(".bk-Canvas, .bk-root, [class^='bk']", timeout=120_000)
+    dashboard.close()

@@ -27,10 +27,73 @@ becomes pangeo_cloud.hub.x.py. files/pangeo_cloud is a symlink into src/, so
 the chart ships exactly the code the tests import.
 */}}
 {{- define "pangeo-cloud.hubCodeData" -}}
-{{- range $path, $_ := .Files.Glob "files/pangeo_cloud/**.py" }}
+{{- range $path, $_ := .Files.Glob "files/pangeo_cloud/{__init__,bundle,scratch,hub/*}.py" }}
 {{ trimPrefix "files/" $path | replace "/" "." }}: |-
 {{ $.Files.Get $path | indent 2 }}
 {{- end }}
 z2jh_entry.py: |-
 {{ .Files.Get "files/pangeo_cloud/hub/z2jh_entry.py" | indent 2 }}
+{{- end }}
+
+{{/*
+The scratch-credentials broker. Names are fixed (one release per namespace):
+hub.services.scratch-credentials.url and custom.pangeo.scratch.broker.url in
+values.yaml name the Service, and z2jh keeps the service's token in the `hub`
+Secret under hub.services.scratch-credentials.apiToken.
+*/}}
+{{- define "pangeo-cloud.brokerName" -}}
+scratch-credentials
+{{- end }}
+
+{{- define "pangeo-cloud.brokerCodeName" -}}
+pangeo-cloud-scratch-broker
+{{- end }}
+
+{{/* Mounted into user pods and Dask workers (values.yaml: singleuser.storage.extraVolumes). */}}
+{{- define "pangeo-cloud.brokerClientName" -}}
+pangeo-cloud-scratch-client
+{{- end }}
+
+{{- define "pangeo-cloud.brokerSelector" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: scratch-broker
+{{- end }}
+
+{{/* The broker's Python: the bundle loader, scratch.py and broker/*.py as flat keys. */}}
+{{- define "pangeo-cloud.brokerCodeData" -}}
+{{- range $path, $_ := .Files.Glob "files/pangeo_cloud/{__init__,bundle,scratch}.py" }}
+{{ trimPrefix "files/" $path | replace "/" "." }}: |-
+{{ $.Files.Get $path | indent 2 }}
+{{- end }}
+{{- range $path, $_ := .Files.Glob "files/pangeo_cloud/broker/*.py" }}
+{{ trimPrefix "files/" $path | replace "/" "." }}: |-
+{{ $.Files.Get $path | indent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The broker's configuration file (service.py: scratch settings, lifetime, provider). */}}
+{{- define "pangeo-cloud.brokerConfig" -}}
+{{- $scratch := omit (.Values.jupyterhub.custom.pangeo.scratch | default dict) "broker" }}
+{{- $b := .Values.scratchBroker }}
+{{- $provider := dict }}
+{{- if hasPrefix "s3://" ($scratch.url | default "") }}
+{{- $provider = dict "roleArn" $b.aws.scratchRoleArn "stsEndpoint" ($b.aws.stsEndpoint | default "") }}
+{{- else }}
+{{- $provider = dict "serviceAccount" $b.gcp.serviceAccount }}
+{{- end }}
+{{- dict "scratch" $scratch "lifetime" $b.lifetime "provider" $provider | toPrettyJson }}
+{{- end }}
+
+{{/* The identity annotation of the broker's ServiceAccount, from the cloud settings. */}}
+{{- define "pangeo-cloud.brokerIdentity" -}}
+{{- $b := .Values.scratchBroker }}
+{{- if $b.aws.identityRoleArn }}
+eks.amazonaws.com/role-arn: {{ $b.aws.identityRoleArn | quote }}
+{{- end }}
+{{- if $b.gcp.serviceAccount }}
+iam.gke.io/gcp-service-account: {{ $b.gcp.serviceAccount | quote }}
+{{- end }}
+{{- with $b.serviceAccount.annotations }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}

@@ -52,6 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--skip-dask", action="store_true", help="skip the Dask Gateway check")
     p.add_argument("--skip-scratch", action="store_true", help="skip the scratch check")
+    p.add_argument(
+        "--skip-isolation",
+        action="store_true",
+        help="skip the scratch-credentials broker and prefix isolation checks",
+    )
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     p.add_argument(
         "--record-pass",
@@ -97,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         exec_timeout=args.exec_timeout,
         dask=not args.skip_dask,
         scratch=not args.skip_scratch,
+        isolation=not args.skip_isolation,
         retry=Retry(attempts=max(1, args.attempts)),
         insecure=args.insecure,
     )

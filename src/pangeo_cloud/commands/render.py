@@ -9,6 +9,7 @@ import yaml
 
 from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import merge_all, values_layers
+from pangeo_cloud.config.secrets import mask_secrets
 from pangeo_cloud.validate import StageContext, render
 
 
@@ -45,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     values = merge_all(layers)
     if args.values:
-        yaml.safe_dump(values, sys.stdout, sort_keys=True, width=100)
+        # Never print a secret: ciphertext paths of the sops layers and any value under
+        # a secret-looking key are masked, whatever the layers hold.
+        secret_paths = [p for layer in layers for p in layer.secret_paths]
+        yaml.safe_dump(mask_secrets(values, secret_paths), sys.stdout, sort_keys=True, width=100)
         return 0
     ctx = StageContext(deployment, stage.name, paths, None, layers, values)
     stream, view = render(ctx)

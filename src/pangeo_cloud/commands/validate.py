@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from pangeo_cloud.config import Paths
+from pangeo_cloud.config.layering import Decryptor
 from pangeo_cloud.validate import CheckResult, validate_all
+
+# Where sops finds an age key without being told (besides the environment).
+_KEY_VARIABLES = ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +32,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="directory with the upstream charts' values and schemas "
         "(default: the chart's charts/, $PANGEO_UPSTREAM_DIR, ../shared/upstream)",
     )
+    p.add_argument(
+        "--decrypt",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="decrypt the secrets files with sops, which verifies their MAC (auto: when "
+        "SOPS_AGE_KEY_FILE or SOPS_AGE_KEY is set); without, they are checked offline",
+    )
     p.set_defaults(func=run)
+
+
+def decryptor(mode: str) -> Decryptor | None:
+    """The sops decryptor to use, or None to check secrets offline only."""
+    if mode == "never" or (mode == "auto" and not any(os.environ.get(v) for v in _KEY_VARIABLES)):
+        return None
+    from pangeo_cloud.deploy.sops import SopsDecryptor
+
+    return SopsDecryptor()
 
 
 def _print_text(result: CheckResult) -> None:
@@ -42,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
     paths = Paths.discover(args.root)
     text = args.format == "text"
     results = validate_all(
-        args.targets, paths, upstream_dir=args.upstream_dir, on_result=_print_text if text else None
+        args.targets,
+        paths,
+        upstream_dir=args.upstream_dir,
+        decrypt=decryptor(getattr(args, "decrypt", "auto")),
+        on_result=_print_text if text else None,
     )
     failed = [r for r in results if not r.ok]
     targets = sorted({r.target for r in results})

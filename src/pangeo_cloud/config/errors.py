@@ -35,3 +35,20 @@ class ConfigError(Exception):
             where += ": "
         key = f"{self.key_path}: " if self.key_path else ""
         return f"{where}{key}{self.message}"
+
+
+class ConfigErrors(ConfigError):
+    """Several problems found at once (e.g. every plaintext value of a sops file)."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.message, first.file, first.line, first.key_path)
+        self.errors = list(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(str(error) for error in self.errors)
+
+
+def error_list(exc: ConfigError) -> list[ConfigError]:
+    """The single errors inside `exc` (itself unless it is a ConfigErrors)."""
+    return list(exc.errors) if isinstance(exc, ConfigErrors) else [exc]

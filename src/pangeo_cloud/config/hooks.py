@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pangeo_cloud.config.paths import Paths
+from pangeo_cloud.config.yamlpos import dig
 
 HOOK_KEY = "50-pangeo-cloud"
 
@@ -58,7 +59,9 @@ def gateway_hooks_layer(values: dict[str, Any], paths: Paths | None = None):  # 
     """The generated layer for the merged `values` of the lower layers."""
     from pangeo_cloud.config.layering import Layer
 
-    settings = values.get("jupyterhub", {}).get("custom", {}).get("pangeo", {})
+    settings = dig(values, ("jupyterhub", "custom", "pangeo"))
+    if not isinstance(settings, dict):
+        settings = {}  # of another shape: the schema check reports it
     code = gateway_extra_config(settings)
     data = {"dask-gateway": {"gateway": {"extraConfig": {HOOK_KEY: code}}}}
     return Layer(name="generated: gateway hooks (src/pangeo_cloud/gateway)", data=data)

@@ -14,45 +14,30 @@ from typing import Any
 
 from pangeo_cloud.config.errors import ConfigError
 from pangeo_cloud.config.paths import Paths
+from pangeo_cloud.config.units import parse_quantity
 from pangeo_cloud.config.yamlpos import Document, KeyPath, load_yaml
 
 CLOUDS = ("gcp", "aws", "local")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_QUANTITY = re.compile(r"^([0-9.]+)(Ki|Mi|Gi|Ti|K|M|G|T|k)?$")
-_UNITS = {
-    None: 1,
-    "k": 1e3,
-    "K": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
-
-
-def parse_quantity(value: Any) -> float:
-    """Bytes in a Kubernetes quantity ("8G", "7.5Gi", 1e9); ValueError if not one."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a quantity: {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    match = _QUANTITY.match(str(value).strip())
-    if not match:
-        raise ValueError(f"not a quantity: {value!r} (use e.g. 8G, 7.5Gi)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+_DNS_LABEL_RULE = (
+    "a valid DNS label (DNS-1123): at most 63 characters, lower-case letters, digits and '-', "
+    "starting and ending with a letter or digit"
+)
+# Helm refuses longer release names (they become parts of object names).
+MAX_RELEASE = 53
+DEFAULT_KUBERNETES_VERSION = "1.33"
 
 
 @dataclass(frozen=True)
 class NodePool:
-    """A pool of nodes user servers may land on, with its allocatable size."""
+    """A pool of nodes user servers or Dask pods may land on, with its allocatable size."""
 
     name: str
     cpu: float
     memory: float  # bytes
     labels: dict[str, str]
+    # Node taints as key=value:Effect; only pods that tolerate them land there.
+    taints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,21 +115,26 @@ class _Reader:
         if choices and value not in choices:
             raise self.doc.error(path, f"must be one of {', '.join(choices)}, got {value!r}")
         if pattern and not pattern.match(value):
-            raise self.doc.error(
-                path, f"{value!r} is not a valid DNS label (lower-case letters, digits, '-')"
-            )
+            raise self.doc.error(path, f"{value!r} is not {_DNS_LABEL_RULE}")
         return value
 
     def number(self, value: Any, path: KeyPath) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 < value < float("inf")
+        ):
             raise self.doc.error(path, f"must be a positive number, got {value!r}")
         return float(value)
 
     def quantity(self, value: Any, path: KeyPath) -> float:
         try:
-            return parse_quantity(value)
+            size = parse_quantity(value)
         except ValueError as exc:
             raise self.doc.error(path, str(exc)) from None
+        if size <= 0:
+            raise self.doc.error(path, f"must be a positive size, got {value!r}")
+        return size
 
     def files(self, value: Any, path: KeyPath, base: Path) -> tuple[Path, ...]:
         if not isinstance(value, list):
@@ -153,6 +143,16 @@ class _Reader:
         for index, item in enumerate(value):
             rel = self.string(item, (*path, index))
             target = base / rel
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise self.doc.error(
+                    (*path, index),
+                    f"{rel!r} must be a path inside the deployment directory "
+                    f"{base.name}/ (relative, without '..')",
+                )
+            if not target.resolve().is_relative_to(base.resolve()):
+                raise self.doc.error(
+                    (*path, index), f"{rel!r} leads outside {base.name}/ (through a symlink)"
+                )
             if not target.is_file():
                 raise self.doc.error((*path, index), f"file not found: {target}")
             out.append(target)
@@ -168,7 +168,10 @@ _CLUSTER = {
     "kubernetesVersion": True,
     "account": False,
 }
-_POOL = {"name": True, "cpu": True, "memory": True, "labels": False}
+_POOL = {"name": True, "cpu": True, "memory": True, "labels": False, "taints": False}
+_TAINT = re.compile(
+    r"^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$"
+)
 _STAGE = {
     "release": True,
     "namespace": True,
@@ -192,12 +195,23 @@ def _read_pools(r: _Reader, raw: Any) -> tuple[NodePool, ...]:
         labels = item.get("labels") or {}
         if not isinstance(labels, dict):
             raise r.doc.error((*p, "labels"), "must be a mapping of node label to value")
+        taints = item.get("taints") or []
+        if not isinstance(taints, list):
+            raise r.doc.error((*p, "taints"), "must be a list of key=value:Effect strings")
+        for j, taint in enumerate(taints):
+            if not isinstance(taint, str) or not _TAINT.match(taint):
+                raise r.doc.error(
+                    (*p, "taints", j),
+                    f"must be key=value:Effect (Effect: NoSchedule, PreferNoSchedule or "
+                    f"NoExecute), got {taint!r}",
+                )
         pools.append(
             NodePool(
                 name=r.string(item["name"], (*p, "name")),
-                cpu=r.number(item["cpu"], (*p, "cpu")),
+                cpu=r.quantity(item["cpu"], (*p, "cpu")),  # 15.8 or "15800m"
                 memory=r.quantity(item["memory"], (*p, "memory")),
                 labels={str(k): str(v) for k, v in labels.items()},
+                taints=tuple(taints),
             )
         )
     return tuple(pools)
@@ -205,20 +219,117 @@ def _read_pools(r: _Reader, raw: Any) -> tuple[NodePool, ...]:
 
 def _read_stage(r: _Reader, name: str, raw: Any, base: Path, names: set[str]) -> Stage:
     p: KeyPath = ("stages", name)
+    r.string(name, p, pattern=_DNS_LABEL)
     r.mapping(raw, p, _STAGE)
     requires = raw.get("requires")
-    if requires is not None and requires not in names:
-        raise r.doc.error((*p, "requires"), f"names no stage of this deployment: {requires!r}")
+    if requires is not None:
+        r.string(requires, (*p, "requires"))
+        if requires not in names:
+            raise r.doc.error(
+                (*p, "requires"),
+                f"names no stage of this deployment: {requires!r} (stages: "
+                f"{', '.join(sorted(names))})",
+            )
+    release = r.string(raw["release"], (*p, "release"), pattern=_DNS_LABEL)
+    if len(release) > MAX_RELEASE:
+        raise r.doc.error(
+            (*p, "release"),
+            f"{release!r} has {len(release)} characters; Helm release names are at most "
+            f"{MAX_RELEASE}",
+        )
+    from pangeo_cloud.config.wiring import gateway_fullname  # wiring imports this module
+
+    service = f"traefik-{gateway_fullname(release)}"
+    if len(service) > 63:
+        raise r.doc.error(
+            (*p, "release"),
+            f"{release!r} is too long: the dask-gateway Service {service!r} would have "
+            f"{len(service)} characters, Kubernetes allows 63",
+        )
+    domain = raw.get("domain")
+    if domain is not None:
+        _check_domain(r, domain, (*p, "domain"))
+    kube_context = raw.get("kubeContext")
+    if kube_context is not None:
+        r.string(kube_context, (*p, "kubeContext"))
     return Stage(
         name=name,
-        release=r.string(raw["release"], (*p, "release"), pattern=_DNS_LABEL),
+        release=release,
         namespace=r.string(raw["namespace"], (*p, "namespace"), pattern=_DNS_LABEL),
-        domain=raw.get("domain"),
+        domain=domain,
         values_files=r.files(raw["valuesFiles"], (*p, "valuesFiles"), base),
         secrets_files=r.files(raw.get("secretsFiles", []), (*p, "secretsFiles"), base),
-        kube_context=raw.get("kubeContext"),
+        kube_context=kube_context,
         requires=requires,
     )
+
+
+def _check_domain(r: _Reader, domain: Any, path: KeyPath) -> None:
+    """A stage's host name: lower-case DNS labels joined by dots, 253 characters at most."""
+    r.string(domain, path)
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not all(_DNS_LABEL.match(x) for x in labels):
+        raise r.doc.error(
+            path,
+            f"{domain!r} is not a DNS name: dot-separated labels, each {_DNS_LABEL_RULE}, "
+            "253 characters in all (no scheme, port or path)",
+        )
+
+
+def _check_stages(doc: Document, stages: dict[str, Stage]) -> None:
+    """Stage-to-stage rules: distinct releases, and `requires` without cycles."""
+    seen: dict[tuple[str, str, str | None], str] = {}
+    for stage in stages.values():
+        key = (stage.release, stage.namespace, stage.kube_context)
+        if key in seen:
+            raise doc.error(
+                ("stages", stage.name, "release"),
+                f"stages {seen[key]!r} and {stage.name!r} are the same Helm release "
+                f"({stage.release!r} in namespace {stage.namespace!r}): one would overwrite "
+                "the other",
+            )
+        seen[key] = stage.name
+    for stage in stages.values():
+        chain = [stage.name]
+        while (nxt := stages[chain[-1]].requires) is not None:
+            if nxt in chain:
+                raise doc.error(
+                    ("stages", stage.name, "requires"),
+                    f"`requires` forms a cycle: {' -> '.join([*chain, nxt])}; no stage "
+                    "could ever be deployed",
+                )
+            chain.append(nxt)
+
+
+def _kubernetes_version(doc: Document, value: Any) -> str:
+    """A quoted "1.N" that the manifest check has API schemas for."""
+    path: KeyPath = ("cluster", "kubernetesVersion")
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        raise doc.error(
+            path,
+            f"is the number {value!r}: YAML reads an unquoted 1.30 as 1.3; quote the "
+            f'version, e.g. kubernetesVersion: "{DEFAULT_KUBERNETES_VERSION}"',
+        )
+    if not isinstance(value, str) or not re.match(r"^1\.\d+$", value):
+        raise doc.error(path, f'must be a quoted "1.N" version such as "1.33", got {value!r}')
+    supported = supported_kubernetes_versions()
+    if supported and value not in supported:
+        raise doc.error(
+            path,
+            f"Kubernetes {value} is not supported: rendered manifests can be checked "
+            f"against {supported[0]} to {supported[-1]}",
+        )
+    return value
+
+
+def supported_kubernetes_versions() -> list[str]:
+    """The "1.N" versions the manifest check has API schemas for (oldest first)."""
+    try:
+        from kubernetes_validate.utils import all_versions
+    except ImportError:
+        return []
+    versions = {".".join(v.split(".")[:2]) for v in all_versions()}
+    return sorted(versions, key=lambda v: int(v.split(".")[1]))
 
 
 def parse_deployment(doc: Document) -> Deployment:
@@ -230,15 +341,18 @@ def parse_deployment(doc: Document) -> Deployment:
     if name != base.name:
         raise doc.error(("name",), f"must match its directory name {base.name!r}, got {name!r}")
     cloud = r.string(raw["cloud"], ("cloud",), choices=CLOUDS)
-    cluster = r.mapping(raw.get("cluster") or {"kubernetesVersion": "1.33"}, ("cluster",), _CLUSTER)
-    version = str(cluster["kubernetesVersion"])
-    if not re.match(r"^1\.\d+$", version):
-        raise doc.error(("cluster", "kubernetesVersion"), f"must look like 1.33, got {version!r}")
+    cluster = r.mapping(
+        raw.get("cluster") or {"kubernetesVersion": DEFAULT_KUBERNETES_VERSION},
+        ("cluster",),
+        _CLUSTER,
+    )
+    version = _kubernetes_version(doc, cluster["kubernetesVersion"])
     stages_raw = raw["stages"]
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise doc.error(("stages",), "must map at least one stage name to its settings")
     names = set(stages_raw)
     stages = {str(s): _read_stage(r, str(s), v, base, names) for s, v in stages_raw.items()}
+    _check_stages(doc, stages)
     return Deployment(
         name=name,
         cloud=cloud,
@@ -264,4 +378,11 @@ def load_deployment(name: str, paths: Paths | None = None) -> Deployment:
     if not file.is_file():
         known = ", ".join(list_deployments(paths)) or "none"
         raise ConfigError(f"unknown deployment {name!r} (known: {known})", file=file)
-    return parse_deployment(load_yaml(file))
+    doc = load_yaml(file)
+    if doc.data is None:
+        raise ConfigError(
+            "empty deployment.yaml: it should name the deployment and its cloud and map "
+            "stages to their release, namespace and valuesFiles (see deployments/local/)",
+            file=file,
+        )
+    return parse_deployment(doc)

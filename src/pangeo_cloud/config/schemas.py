@@ -9,6 +9,8 @@ Helm does, each subchart's schema is applied to its defaults merged with ours.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import tarfile
 from dataclasses import dataclass
@@ -62,6 +64,20 @@ def _from_directory(directory: Path, name: str, version: str) -> UpstreamChart:
     return UpstreamChart(name, version, values, schema, str(directory), version)
 
 
+@functools.lru_cache(maxsize=16)
+def _load_cached(source: Path, mtime_ns: int, name: str, version: str) -> UpstreamChart:
+    """Parsing the upstream schemas takes most of a check's time: once per file version."""
+    if source.is_file():
+        return _from_archive(source, name, version)
+    return _from_directory(source, name, version)
+
+
+@functools.lru_cache(maxsize=16)
+def _validator(schema_json: str) -> Any:
+    schema = json.loads(schema_json)
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
 def find_upstream(
     name: str, version: str, paths: Paths, explicit: str | Path | None = None
 ) -> UpstreamChart:
@@ -70,10 +86,11 @@ def find_upstream(
     for base in paths.upstream_dirs(explicit):
         archive = base / f"{name}-{version}.tgz"
         if archive.is_file():
-            return _from_archive(archive, name, version)
+            return _load_cached(archive, archive.stat().st_mtime_ns, name, version)
         directory = base / f"{name}-{version}"
         if (directory / "values.yaml").is_file():
-            return _from_directory(directory, name, version)
+            mtime = (directory / "values.yaml").stat().st_mtime_ns
+            return _load_cached(directory, mtime, name, version)
         tried.append(str(base))
     raise ConfigError(
         f"no values schema for {name} {version}: looked in {', '.join(tried)}; run "
@@ -92,17 +109,27 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted((error.schema.get("properties") or {}).keys())
         hint = f"; allowed: {', '.join(allowed)}" if allowed and len(allowed) <= 40 else ""
-        return f"{error.message}{hint}"
+        extra = (
+            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        )
+        close = difflib.get_close_matches(extra[0], allowed, n=1) if extra else []
+        guess = f"; did you mean {close[0]}?" if close else ""
+        return f"{error.message}{guess}{hint}"
     return error.message
 
 
 def schema_errors(
     values: Any, schema: dict[str, Any], prefix: tuple[str | int, ...], layers: list[Layer]
 ) -> list[ConfigError]:
-    """Every violation of `schema`, located in the file and line that set it."""
-    validator_cls = jsonschema.validators.validator_for(schema)
-    validator = validator_cls(schema)
-    errors = []
+    """Every violation of `schema`, located in the file and line that set it.
+
+    Items of one list that fail the same way on the same line (a flow list
+    like `[1, 2, 3]`) are reported once, at the list.
+    """
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    errors: list[ConfigError] = []
+    # (file, line, validator, list path) -> [first error of the group, repeats]
+    groups: dict[tuple[Any, ...], list[Any]] = {}
     for error in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.path))):
         key_path = (*prefix, *error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -110,9 +137,20 @@ def schema_errors(
             if extra:
                 key_path = (*key_path, extra[0])
         file, line = origin(layers, key_path)
-        errors.append(
-            ConfigError(_describe(error), file=file, line=line, key_path=format_key_path(key_path))
+        found = ConfigError(
+            _describe(error), file=file, line=line, key_path=format_key_path(key_path)
         )
+        if key_path and isinstance(key_path[-1], int):
+            group = (str(file), line, error.validator, key_path[:-1])
+            if group in groups:
+                groups[group][1] += 1
+                continue
+            groups[group] = [found, 0]
+        errors.append(found)
+    for (_, _, _, parent), (first, repeats) in groups.items():
+        if repeats:
+            first.key_path = format_key_path(parent)
+            first.message += f" (and {repeats} more items of this list on the same line)"
     return errors
 
 

@@ -77,3 +77,29 @@ def stage_wiring(stage: Stage, values: dict[str, Any] | None = None) -> dict[str
             },
         }
     }
+
+
+def env_mapping(extra_env: Any) -> dict[str, Any]:
+    """`extraEnv` in either form z2jh accepts, as NAME -> value (or EnvVar source).
+
+    The mapping form is ``NAME: value`` or ``KEY: {name, value|valueFrom}`` (the
+    ``name`` field wins); the list form is ``[{name, value|valueFrom}, ...]``.
+    Entries of another shape are left out (the schema check reports them).
+    """
+    items: list[tuple[Any, Any]]
+    if isinstance(extra_env, dict):
+        items = list(extra_env.items())
+    elif isinstance(extra_env, list):
+        items = [(None, item) for item in extra_env]
+    else:
+        return {}
+    env: dict[str, Any] = {}
+    for key, value in items:
+        if isinstance(value, dict):
+            name = value.get("name", key)
+            if not isinstance(name, str):
+                continue
+            env[name] = value.get("value", value)
+        elif key is not None:
+            env[str(key)] = value
+    return env

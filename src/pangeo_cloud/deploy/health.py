@@ -5,6 +5,8 @@ This module owns ``pangeo-cloud health``. With an admin service token (the
 ``admin:servers``, ``tokens``, ``access:servers``) it
 
 1. ``hub``: reads the hub's version and checks the token;
+   ``scratch-broker``: the scratch-credentials service answers its health check
+   through the hub's proxy (a broken broker is reported with its reason);
 2. ``create-user``: creates a throw-away user ``health-check-<random>`` and writes
    into its ``auth_state`` a ticket signed with this service's token
    (:mod:`pangeo_cloud.hub.service_users`): the user never logged in with GitHub,
@@ -14,6 +16,9 @@ This module owns ``pangeo-cloud health``. With an admin service token (the
 5. ``kernel``: starts a Python kernel over the server's Jupyter REST API and
    runs code over the kernel websocket:
 6. ``scratch``: ``$PANGEO_SCRATCH`` is set and writable (write, read, delete);
+   ``scratch-isolation``: from the same server, listing the bucket root and
+   writing into another prefix are both refused (the credentials from the
+   scratch-credentials broker reach the user's own prefix only);
 7. ``dask-gateway``: ``dask_gateway.Gateway()`` (no arguments, as users do)
    starts a cluster, scales to one worker, computes, sees ``PANGEO_SCRATCH`` on
    the worker, shuts down;
@@ -51,6 +56,7 @@ from pangeo_cloud.hub.service_users import make_ticket
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 USER_PREFIX = "health-check-"
+BROKER_SERVICE = "scratch-credentials"
 MARKER = "PANGEO_HEALTH_OK"
 
 SCRATCH_CODE = f"""
@@ -68,6 +74,34 @@ fs.pipe_file(path, b"pangeo-cloud health")
 assert fs.cat_file(path) == b"pangeo-cloud health", "read back a different content"
 fs.rm_file(path)
 print("{MARKER} scratch", url)
+"""
+
+# Someone else's prefix: a sibling of the user's, for a name no real user has.
+ISOLATION_CODE = f"""
+import os, uuid
+import fsspec
+url = os.environ["PANGEO_SCRATCH"].rstrip("/")
+base, own = url.rsplit("/", 1)
+other = base + "/health-2dcheck-2dother-" + uuid.uuid4().hex + "/probe.txt"
+
+def refused(call):
+    try:
+        call()
+    except PermissionError:
+        return True
+    except OSError as exc:  # gcsfs reports 403 as an OSError / HttpError
+        text = str(exc)
+        return "403" in text or "Forbidden" in text or "AccessDenied" in text
+    return False
+
+fs, other_path = fsspec.core.url_to_fs(other)
+bucket = other_path.split("/", 1)[0]
+if not refused(lambda: fs.pipe_file(other_path, b"x")):
+    fs.rm_file(other_path)
+    raise AssertionError("wrote into another user's prefix " + other)
+if not refused(lambda: fs.ls(bucket, refresh=True)):
+    raise AssertionError("listed the bucket root " + bucket + " (every user's prefix)")
+print("{MARKER} isolation", "refused outside " + url + "/ (bucket root, other prefix)")
 """
 
 DASK_CODE = f"""
@@ -361,6 +395,7 @@ class HealthOptions:
     exec_timeout: float = 600
     dask: bool = True
     scratch: bool = True
+    isolation: bool = True  # the broker's health and the prefix boundary
     retry: Retry = field(default_factory=Retry)
     insecure: bool = False
 
@@ -402,6 +437,18 @@ def run_health(opts: HealthOptions, out: Printer = print) -> list[str]:
         who = me.get("name") or "?"
         state["service"] = who if me.get("kind") == "service" else None
         return f"JupyterHub {info.get('version')} at {base}, token of {me.get('kind')} {who}"
+
+    def check_broker() -> str:
+        url = f"{base}services/{BROKER_SERVICE}/api/health"
+        try:
+            # No token: the health check is public, and the admin token stays with the hub.
+            _, model = Api(url, "", opts.retry, context=context).request("GET", "")
+        except HttpError as exc:
+            raise RuntimeError(
+                f"the scratch-credentials service is broken (HTTP {exc.status}): {exc}; "
+                "servers cannot start without it"
+            ) from None
+        return f"{BROKER_SERVICE} issues {model.get('scheme')} credentials"
 
     def create_user() -> str:
         status, _ = hub.request("POST", f"users/{name}", ok=(201, 409))
@@ -476,6 +523,8 @@ def run_health(opts: HealthOptions, out: Printer = print) -> list[str]:
 
     try:
         step("hub", check_hub)
+        if opts.isolation:
+            step("scratch-broker", check_broker)
         step("create-user", create_user)
         step("start-server", start_server)
         step("server-ready", server_ready)
@@ -483,6 +532,8 @@ def run_health(opts: HealthOptions, out: Printer = print) -> list[str]:
         step("kernel", kernel)
         if opts.scratch:
             step("scratch", run_code(SCRATCH_CODE, "scratch"))
+            if opts.isolation:
+                step("scratch-isolation", run_code(ISOLATION_CODE, "isolation"))
         if opts.dask:
             code = DASK_CODE.replace("{timeout}", str(int(opts.exec_timeout)))
             step("dask-gateway", run_code(code, "dask-gateway"))

@@ -32,7 +32,10 @@ RENDER_PINNED_VALUES: dict[str, Any] = {
                 "CryptKeeper": {"keys": ["1" * 64]},
                 "ConfigurableHTTPProxy": {"auth_token": "render-pinned-proxy-token"},
             },
-            "services": {"dask-gateway": {"apiToken": "render-pinned-dask-gateway-token"}},
+            "services": {
+                "dask-gateway": {"apiToken": "render-pinned-dask-gateway-token"},
+                "scratch-credentials": {"apiToken": "render-pinned-scratch-credentials-token"},
+            },
         }
     }
 }

@@ -43,8 +43,8 @@ class Terminated(KeyboardInterrupt):
 def sops_metadata(path: Path) -> dict[str, Any] | None:
     """The `sops` metadata block of an encrypted YAML file (None if absent)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     meta = data.get("sops") if isinstance(data, dict) else None
     return meta if isinstance(meta, dict) else None

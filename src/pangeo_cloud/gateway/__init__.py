@@ -9,8 +9,8 @@ settings. `pangeo-cloud up` and the tests call the same function with
 ``backend="local"``.
 
 Modules here may import only the standard library, ``traitlets``,
-``dask_gateway_server`` (and ``aiohttp``, which it depends on),
-:mod:`pangeo_cloud.scratch` and each other.
+``dask_gateway_server`` (and its ``aiohttp``), :mod:`pangeo_cloud.scratch` and
+each other.
 
 - :mod:`.policy`: reads and checks ``custom.pangeo.gateway`` / ``.scratch``.
 - :mod:`.options`: the user-facing cluster options and the handler that turns
@@ -22,4 +22,8 @@ Modules here may import only the standard library, ``traitlets``,
 - :mod:`.config`: wires it all into a traitlets ``Config`` (options, commands,
   defaults, JupyterHub authentication restricted to the ``dask-gateway``
   service's access scope).
+- :mod:`.backend`: the backend subclass behaviour (per-user limits over all of
+  a user's clusters, clusters stopped with their owner's server unless kept,
+  the admin cluster API) and ``PangeoLocalBackend``; :mod:`.kube` holds
+  ``PangeoKubeBackend`` (kept apart: it imports ``kubernetes_asyncio``).
 """

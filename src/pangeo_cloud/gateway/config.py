@@ -2,7 +2,8 @@
 
 In Kubernetes the chart's generated ``gateway.extraConfig`` calls
 ``configure(c, settings, backend="kubernetes")`` after the chart's own config
-(backend class, authenticator, image and resources from values). Locally,
+(authenticator, image and resources from values); it replaces the chart's
+KubeBackend with our subclass (:mod:`pangeo_cloud.gateway.kube`). Locally,
 `pangeo-cloud up` and the tests call ``configure(c, settings, backend="local")``
 and add only addresses and the hub's API URL/token.
 """
@@ -22,9 +23,12 @@ from pangeo_cloud.gateway.policy import Policy
 SERVICE_NAME = "dask-gateway"
 
 AUTHENTICATOR = "dask_gateway_server.auth.JupyterHubAuthenticator"
-# UnsafeLocalBackend that fails a cluster for missed heartbeats only if its
-# scheduler does not answer either (see pangeo_cloud.gateway.heartbeat).
-LOCAL_BACKEND = "pangeo_cloud.gateway.heartbeat.ProbingLocalBackend"
+# Upstream's backends plus per-user limits, clusters stopped with their
+# server and the admin API (pangeo_cloud.gateway.backend).
+BACKEND_CLASS = {
+    "kubernetes": "pangeo_cloud.gateway.kube.PangeoKubeBackend",
+    "local": "pangeo_cloud.gateway.backend.PangeoLocalBackend",
+}
 CONFIG_SECTION = {"kubernetes": "KubeClusterConfig", "local": "LocalClusterConfig"}
 
 
@@ -88,7 +92,10 @@ def configure(c: Any, settings: dict | None, backend: str) -> Policy:
         auth.jupyterhub_service_name = SERVICE_NAME
     auth.use_service_access_scopes = True
 
+    # Replaces the chart's KubeBackend (its c.KubeBackend settings still apply:
+    # ours is a subclass). The backend reads the same settings as the handler.
+    c.DaskGateway.backend_class = BACKEND_CLASS[backend]
+    c.PangeoBackendMixin.settings = settings or {}
     if backend == "local":
-        c.DaskGateway.backend_class = LOCAL_BACKEND
         c.DaskGateway.authenticator_class = AUTHENTICATOR
     return policy

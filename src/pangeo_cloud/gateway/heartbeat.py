@@ -34,7 +34,6 @@ import asyncio
 
 import aiohttp
 from dask_gateway_server.backends.db_base import Cluster, DBBackendBase, JobStatus
-from dask_gateway_server.backends.local import UnsafeLocalBackend
 from dask_gateway_server.utils import timestamp
 from traitlets import Float, Set, default
 
@@ -113,7 +112,3 @@ class HeartbeatProbeMixin(DBBackendBase):
                 return response.status == 200
         except (TimeoutError, aiohttp.ClientError):
             return False
-
-
-class ProbingLocalBackend(HeartbeatProbeMixin, UnsafeLocalBackend):
-    """The local backend (`pangeo-cloud up`, tests) with :class:`HeartbeatProbeMixin`."""

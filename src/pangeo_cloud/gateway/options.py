@@ -12,12 +12,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dask_gateway_server.options import Float, Integer, Mapping, Options, String
+from dask_gateway_server.options import Bool, Float, Integer, Mapping, Options, String
 
 from pangeo_cloud.gateway.policy import GIB, Policy
+from pangeo_cloud.gateway.scratch_token import worker_scratch_env
 from pangeo_cloud.scratch import scratch_env
 
 BACKENDS = ("kubernetes", "local")
+
+# The option that keeps a cluster running after its owner's server stops (read
+# by pangeo_cloud.gateway.backend from the cluster's stored options).
+KEEP_OPTION = "keep_after_server_stops"
 
 # Kubernetes accepts these environment variable names (and so do processes).
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
@@ -108,8 +113,10 @@ def cluster_overrides(
 
     env = dict(base_environment or {})
     env.update(user_environment(options.environment))
-    # Last, so that nobody can point PANGEO_SCRATCH at another user's prefix.
+    # Last, so that nobody can point PANGEO_SCRATCH at another user's prefix
+    # or hand workers another user's broker token.
     env.update(scratch_env(policy.scratch, user.name))
+    env.update(worker_scratch_env(policy.scratch, user.name))
 
     out: dict[str, Any] = {
         "worker_cores": cores,
@@ -171,5 +178,10 @@ def make_options(
         String("image", default=policy.image, label="Image (default: your notebook's)"),
         Mapping("environment", default={}, label="Environment variables"),
         idle_field,
+        Bool(
+            KEEP_OPTION,
+            default=False,
+            label="Keep running after my server stops (still stopped when idle)",
+        ),
         handler=handler,
     )

@@ -23,6 +23,18 @@ DEFAULT_WORKER_CORES = {"min": 1, "max": 8, "default": 2}
 DEFAULT_WORKER_MEMORY_GIB = {"min": 1, "max": 32, "default": 8}
 DEFAULT_LIMITS = {"clusterMaxCores": 80, "clusterMaxMemoryGiB": 320, "clusterMaxWorkers": 40}
 LIMIT_KEYS = tuple(DEFAULT_LIMITS)
+# Per-user totals over all of a user's running clusters (schedulers included).
+DEFAULT_USER_LIMITS = {
+    "userMaxClusters": 4,
+    "userMaxCores": 100,
+    "userMaxMemoryGiB": 400,
+    "userMaxWorkers": 50,
+}
+USER_LIMIT_KEYS = tuple(DEFAULT_USER_LIMITS)
+GROUP_KEYS = LIMIT_KEYS + USER_LIMIT_KEYS
+_INTEGER_KEYS = ("clusterMaxWorkers", "userMaxClusters", "userMaxWorkers")
+DEFAULT_STOP_WITH_SERVER = True
+DEFAULT_SERVER_CHECK_SECONDS = 30
 
 
 class GatewaySettingsError(ValueError):
@@ -100,10 +112,24 @@ class Limits:
         }
 
 
+@dataclass(frozen=True)
+class UserLimits:
+    """Caps on the sum over all of one user's running clusters; None means unlimited."""
+
+    clusters: int | None
+    cores: float | None
+    memory_gib: float | None
+    workers: int | None
+
+    @property
+    def unlimited(self) -> bool:
+        return all(v is None for v in (self.clusters, self.cores, self.memory_gib, self.workers))
+
+
 def _limit(value: Any, path: str, key: str) -> float | int | None:
     if value is None:
         return None
-    return _number(value, path, integer=(key == "clusterMaxWorkers"))
+    return _number(value, path, integer=key in _INTEGER_KEYS)
 
 
 def _most_generous(values: list) -> float | int | None:
@@ -124,6 +150,10 @@ class Policy:
     # Default cluster image ("" = keep the backend's configured image).
     image: str = ""
     scratch: dict[str, Any] = field(default_factory=dict)
+    user_limits: UserLimits = UserLimits(None, None, None, None)
+    # Stop a user's clusters (except kept ones) when they have no running server.
+    stop_with_server: bool = DEFAULT_STOP_WITH_SERVER
+    server_check_seconds: float = DEFAULT_SERVER_CHECK_SECONDS
 
     @classmethod
     def from_settings(cls, settings: dict | None) -> Policy:
@@ -140,24 +170,32 @@ class Policy:
         idle = _number(idle, "gateway.idleTimeout")
 
         limits = {}
-        for key in LIMIT_KEYS:
-            limits[key] = _limit(gateway.get(key, DEFAULT_LIMITS[key]), f"gateway.{key}", key)
+        for key, default in {**DEFAULT_LIMITS, **DEFAULT_USER_LIMITS}.items():
+            limits[key] = _limit(gateway.get(key, default), f"gateway.{key}", key)
 
         groups = {}
         for group, entry in _mapping(gateway.get("groupLimits"), "gateway.groupLimits").items():
             path = f"gateway.groupLimits.{group}"
             entry = _mapping(entry, path)
-            unknown = sorted(set(entry) - set(LIMIT_KEYS))
+            unknown = sorted(set(entry) - set(GROUP_KEYS))
             if unknown:
                 raise GatewaySettingsError(
                     f"{PREFIX}.{path}: unknown key(s) {unknown}; expected any of "
-                    f"{', '.join(LIMIT_KEYS)}"
+                    f"{', '.join(GROUP_KEYS)}"
                 )
             groups[str(group)] = {k: _limit(v, f"{path}.{k}", k) for k, v in entry.items()}
 
         image = gateway.get("image") or ""
         if not isinstance(image, str):
             raise GatewaySettingsError(f"{PREFIX}.gateway.image must be a string, got {image!r}")
+        stop_with_server = gateway.get("stopClustersWithServer", DEFAULT_STOP_WITH_SERVER)
+        if not isinstance(stop_with_server, bool):
+            raise GatewaySettingsError(
+                f"{PREFIX}.gateway.stopClustersWithServer must be true or false, "
+                f"got {stop_with_server!r}"
+            )
+        check = gateway.get("serverCheckSeconds", DEFAULT_SERVER_CHECK_SECONDS)
+        check = _number(check, "gateway.serverCheckSeconds", minimum=1)
 
         return cls(
             worker_cores=Bounds.from_settings(
@@ -181,6 +219,40 @@ class Policy:
             group_limits=groups,
             image=image,
             scratch=dict(scratch),
+            user_limits=UserLimits(
+                clusters=limits["userMaxClusters"],
+                cores=limits["userMaxCores"],
+                memory_gib=limits["userMaxMemoryGiB"],
+                workers=limits["userMaxWorkers"],
+            ),
+            stop_with_server=stop_with_server,
+            server_check_seconds=check,
+        )
+
+    def _chosen(self, groups, keys: tuple[str, ...], defaults: dict[str, Any]) -> dict[str, Any]:  # noqa: ANN001
+        """For each key: the user's groups that set it replace the default; most generous wins."""
+        member = [self.group_limits[g] for g in sorted(set(groups)) if g in self.group_limits]
+        chosen = {}
+        for key in keys:
+            values = [entry[key] for entry in member if key in entry]
+            chosen[key] = _most_generous(values) if values else defaults[key]
+        return chosen
+
+    def user_limits_for(self, groups) -> UserLimits:  # noqa: ANN001 - any iterable of names
+        """The per-user totals for a member of `groups` (as :meth:`limits_for`)."""
+        u = self.user_limits
+        defaults = {
+            "userMaxClusters": u.clusters,
+            "userMaxCores": u.cores,
+            "userMaxMemoryGiB": u.memory_gib,
+            "userMaxWorkers": u.workers,
+        }
+        chosen = self._chosen(groups, USER_LIMIT_KEYS, defaults)
+        return UserLimits(
+            clusters=chosen["userMaxClusters"],
+            cores=chosen["userMaxCores"],
+            memory_gib=chosen["userMaxMemoryGiB"],
+            workers=chosen["userMaxWorkers"],
         )
 
     def limits_for(self, groups) -> Limits:  # noqa: ANN001 - any iterable of names
@@ -189,16 +261,12 @@ class Policy:
         For each cap, the groups of the user that set it replace the default, and
         the most generous of them wins (unlimited beats any number).
         """
-        chosen = {}
         defaults = {
             "clusterMaxCores": self.limits.cores,
             "clusterMaxMemoryGiB": self.limits.memory_gib,
             "clusterMaxWorkers": self.limits.workers,
         }
-        member = [self.group_limits[g] for g in sorted(set(groups)) if g in self.group_limits]
-        for key in LIMIT_KEYS:
-            values = [entry[key] for entry in member if key in entry]
-            chosen[key] = _most_generous(values) if values else defaults[key]
+        chosen = self._chosen(groups, LIMIT_KEYS, defaults)
         return Limits(
             cores=chosen["clusterMaxCores"],
             memory_gib=chosen["clusterMaxMemoryGiB"],

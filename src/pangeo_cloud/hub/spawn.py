@@ -83,6 +83,38 @@ def user_environment(scratch_settings: dict[str, Any], username: str) -> dict[st
     return scratch_env(scratch_settings, username)
 
 
+BROKER_CHECK_TIMEOUT = 10.0
+
+
+async def check_broker(scratch_settings: dict[str, Any]) -> None:
+    """Refuse the spawn unless the scratch-credentials broker answers its health check.
+
+    A server whose broker is down would start without working scratch access
+    (and must never fall back to anything wider), so the user gets a clear
+    refusal instead. No broker configured: nothing to check.
+    """
+    from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+    url = ((scratch_settings or {}).get("broker") or {}).get("url")
+    if not url:
+        return
+    health = url.rstrip("/") + "/api/health"
+    try:
+        await AsyncHTTPClient().fetch(health, request_timeout=BROKER_CHECK_TIMEOUT)
+    except HTTPClientError as exc:
+        body = exc.response.body.decode("utf-8", "replace")[:300] if exc.response else ""
+        raise SpawnPreparationError(
+            "Your server was not started: the scratch-credentials service cannot issue "
+            f"storage credentials (HTTP {exc.code} {body.strip()}); "
+            "please tell the hub's operators."
+        ) from exc
+    except OSError as exc:
+        raise SpawnPreparationError(
+            f"Your server was not started: the scratch-credentials service at {url} does not "
+            f"answer ({exc}); please tell the hub's operators."
+        ) from exc
+
+
 def pre_spawn_hook_for(
     scratch_settings: dict[str, Any], previous: Callable[..., Any] | None = None
 ) -> Callable[..., Any]:
@@ -96,6 +128,7 @@ def pre_spawn_hook_for(
                 if inspect.isawaitable(result):
                     await result
             env = user_environment(scratch_settings, name)
+            await check_broker(scratch_settings)
             pin_environment(spawner, env)
         except Exception as e:
             spawner.log.exception("pangeo-cloud: preparing the server of %s failed", name)

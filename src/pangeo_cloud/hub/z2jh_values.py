@@ -53,8 +53,10 @@ def _env_dict(extra_env: Any) -> dict[str, Any]:
         return dict(extra_env)
     env = {}
     for item in extra_env or []:  # z2jh also accepts a list of EnvVar objects
-        if "value" in item:
-            env[item["name"]] = item["value"]
+        if not isinstance(item, Mapping) or "name" not in item:
+            continue
+        # KubeSpawner takes a mapping value as the EnvVar itself (e.g. valueFrom).
+        env[item["name"]] = item["value"] if "value" in item else dict(item)
     return env
 
 

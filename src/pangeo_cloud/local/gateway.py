@@ -4,10 +4,11 @@ JupyterHub starts ``python -m pangeo_cloud.local.gateway RUNTIME_FILE`` as the
 ``dask-gateway`` service, passing ``JUPYTERHUB_API_TOKEN``,
 ``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_SERVICE_NAME``, which the gateway's
 ``JupyterHubAuthenticator`` reads. The policy (options handler, limits, idle
-timeout, the service access scope) is :func:`pangeo_cloud.gateway.config.configure`
+timeout, the service access scope, and through ``PangeoLocalBackend`` the
+per-user limits and clusters stopped with their owner's server) is
+:func:`pangeo_cloud.gateway.config.configure`
 with ``backend="local"``: the same function the chart's generated extraConfig
-calls in the cluster. Only addresses and the scratch store's credentials are
-added here.
+calls in the cluster. Only addresses are added here.
 
 Addresses: the gateway's proxy serves HTTP under ``/services/dask-gateway`` (the
 hub's proxy forwards ``<hub>/services/dask-gateway/`` to it, as
@@ -32,15 +33,11 @@ def configure_local_gateway(c: Any, rt: dict[str, Any]) -> None:
 
     data = Path(rt["data_dir"])
     ports = rt["ports"]
-    store = rt["store"]
     settings = rt["values"]["jupyterhub"]["custom"]["pangeo"]
-    # Schedulers and workers reach the scratch store as notebooks do; the
-    # options handler adds PANGEO_SCRATCH and the endpoint per user.
-    c.LocalClusterConfig.environment = {
-        "AWS_ACCESS_KEY_ID": store["access_key"],
-        "AWS_SECRET_ACCESS_KEY": store["secret_key"],
-        "PANGEO_LOCAL_RUN": rt["run_id"],
-    }
+    # Schedulers and workers reach the scratch store as notebooks do: the
+    # options handler adds PANGEO_SCRATCH, the endpoint, the broker's AWS
+    # config and a broker-only token of the cluster's owner. No store key here.
+    c.LocalClusterConfig.environment = {"PANGEO_LOCAL_RUN": rt["run_id"]}
     configure(c, settings, backend="local")
     c.DaskGateway.address = f"127.0.0.1:{ports['gateway_api']}"
     c.Proxy.address = f"127.0.0.1:{ports['gateway']}"

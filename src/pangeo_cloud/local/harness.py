@@ -131,6 +131,20 @@ class UpProcess:
     def password(self) -> str:
         return self.secrets["user_password"]
 
+    def server_env(self, user: str) -> dict[str, str]:
+        """The environment of `user`'s running server process (read from /proc)."""
+        home = str(self.data_dir / "homes" / user)
+        for pid in processes.tagged(self.runtime["run_id"]):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                raw = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if f"--ServerApp.root_dir={home}".encode() in cmdline:
+                pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+                return {k.decode(): v.decode() for k, v in pairs}
+        raise AssertionError(f"no server process for {user}")
+
     def log(self, name: str = "hub") -> Path:
         return self.data_dir / "logs" / f"{name}.log"
 
@@ -220,6 +234,7 @@ class HubUser:
         url = f"{self.base}/user/{self.name}/api/status"
         page = f"{self.base}/user/{self.name}/lab"
         next_check = time.monotonic() + check_every
+        strangers = 0
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
                 resp = self.session.get(url, timeout=30)
@@ -229,7 +244,14 @@ class HubUser:
                 if served and resp.status_code in (403, 404):
                     # The server answered (not the hub's "not running" page) but
                     # without its login cookie: jupyter-server says 403 or 404.
-                    self.session.get(page, timeout=60)
+                    landing = self.session.get(page, timeout=60)
+                    strangers = strangers + 1 if landing.status_code == 404 else 0
+                    if strangers >= 5:
+                        # Even its own page is unknown there: the proxy sends this
+                        # user to a server that is not theirs (a port taken twice).
+                        raise SpawnFailed(
+                            f"/user/{self.name}/ is routed to a server that does not serve it"
+                        )
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + check_every
                 with contextlib.suppress(OSError):

@@ -33,6 +33,7 @@ from pangeo_cloud.local.spawner import PangeoLocalSpawner
 
 SPAWNER = f"{PangeoLocalSpawner.__module__}.{PangeoLocalSpawner.__name__}"
 GATEWAY_SERVICE = "dask-gateway"
+BROKER_SERVICE = "scratch-credentials"
 
 # What z2jh maps to KubeSpawner and a local process can honour.
 KUBESPAWNER_TO_LOCAL = (
@@ -57,6 +58,7 @@ SERVER_TOKEN_SCOPES = [
     "users:activity!user",
     "access:servers!server",
     f"access:services!service={GATEWAY_SERVICE}",
+    f"access:services!service={BROKER_SERVICE}",
     "read:users:name!user",
     "read:users:groups!user",
 ]
@@ -156,7 +158,28 @@ def apply_services(c: Any, rt: dict[str, Any]) -> None:
     services = []
     for service in c.JupyterHub.services:
         service = dict(service)
-        if service.get("name") == GATEWAY_SERVICE:
+        if service.get("name") == BROKER_SERVICE:
+            broker = rt["broker"]
+            service["command"] = [
+                rt["python"],
+                "-m",
+                "pangeo_cloud.broker.service",
+                "--config",
+                broker["config"],
+                "--log",
+                str(Path(rt["data_dir"]) / "logs" / "broker.log"),
+            ]
+            service["url"] = f"http://127.0.0.1:{rt['ports']['broker']}"
+            service["environment"] = {
+                "PANGEO_LOCAL_RUN": rt["run_id"],
+                # The broker's own MinIO user (bucket-only policy), never the root key;
+                # no config files: nothing else may change its identity.
+                "AWS_ACCESS_KEY_ID": broker["access_key"],
+                "AWS_SECRET_ACCESS_KEY": broker["secret_key"],
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            }
+        elif service.get("name") == GATEWAY_SERVICE:
             service["command"] = [
                 rt["python"],
                 "-m",

@@ -183,3 +183,122 @@ def expiry_days_of(client: Any, bucket: str) -> int | None:
         if rule.get("ID") == LIFECYCLE_RULE_ID:
             return int(rule["Expiration"]["Days"])
     return None
+
+
+# -- the broker's own MinIO identity ------------------------------------------------
+#
+# The scratch-credentials broker must not hold MinIO's root key. It gets a
+# dedicated MinIO user whose policy allows the scratch bucket only; the broker
+# calls MinIO's STS AssumeRole with that user's keys and a per-user session
+# policy, and MinIO intersects the two. MinIO's admin API (what `mc admin`
+# speaks) creates the user: SigV4-signed HTTP, and for add-user a body
+# encrypted with the root secret (madmin-go's EncryptData format, the PBKDF2 +
+# AES-256-GCM variant, which every MinIO server accepts).
+
+BROKER_POLICY_NAME = "pangeo-scratch-broker"
+_ADMIN = "/minio/admin/v3"
+_SIO_BUFSIZE = 1 << 14  # sio-go's BufSize
+_PBKDF2_AES_GCM = 0x02
+_PBKDF2_COST = 8192
+
+
+def broker_user_policy(bucket: str) -> dict[str, Any]:
+    """What the broker's MinIO user may do: every user's prefix, nothing else."""
+    from pangeo_cloud.broker.policy import OBJECT_ACTIONS
+
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": list(OBJECT_ACTIONS),
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+            },
+        ],
+    }
+
+
+def madmin_encrypt(password: str, data: bytes) -> bytes:
+    """madmin-go EncryptData: salt(32) | 0x02 | nonce(8) | sio-go stream (AES-256-GCM).
+
+    sio-go seals the plaintext in 16 KiB fragments, nonce = nonce(8) || LE32(seq);
+    fragment 0 is the empty message whose tag becomes the associated data
+    (prefixed 0x00, or 0x80 for the final fragment) of the data fragments.
+    """
+    import hashlib
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    salt = os.urandom(32)
+    nonce = os.urandom(8)
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, _PBKDF2_COST, 32)
+    aead = AESGCM(key)
+
+    def seq_nonce(seq: int) -> bytes:
+        return nonce + seq.to_bytes(4, "little")
+
+    tag = aead.encrypt(seq_nonce(0), b"", b"")
+    out = bytearray(salt + bytes([_PBKDF2_AES_GCM]) + nonce)
+    seq = 1
+    # Full fragments while more than one fragment's worth remains; the rest is final.
+    while len(data) > _SIO_BUFSIZE:
+        out += aead.encrypt(seq_nonce(seq), data[:_SIO_BUFSIZE], b"\x00" + tag)
+        data = data[_SIO_BUFSIZE:]
+        seq += 1
+    out += aead.encrypt(seq_nonce(seq), data, b"\x80" + tag)
+    return bytes(out)
+
+
+def minio_admin(
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    method: str,
+    path: str,
+    query: dict[str, str],
+    body: bytes = b"",
+) -> bytes:
+    """One signed request to MinIO's admin API; ObjectStoreError on refusal."""
+    from urllib.parse import urlencode
+
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{endpoint}{_ADMIN}{path}?{urlencode(query)}"
+    request = AWSRequest(method=method, url=url, data=body)
+    S3SigV4Auth(Credentials(access_key, secret_key), "s3", "us-east-1").add_auth(request)
+    prepared = urllib.request.Request(
+        url, data=body or None, method=method, headers=dict(request.headers.items())
+    )
+    try:
+        with urllib.request.urlopen(prepared, timeout=30) as resp:
+            return resp.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")[:300]
+        raise ObjectStoreError(f"MinIO admin {path} refused: HTTP {exc.code} {detail}") from None
+
+
+def ensure_broker_user(
+    endpoint: str, root_key: str, root_secret: str, bucket: str, user_key: str, user_secret: str
+) -> None:
+    """Create (or update) the broker's MinIO user with the bucket-only policy (idempotent)."""
+    import json
+
+    def admin(method: str, path: str, query: dict[str, str], body: bytes = b"") -> bytes:
+        return minio_admin(endpoint, root_key, root_secret, method, path, query, body)
+
+    policy = json.dumps(broker_user_policy(bucket)).encode()
+    admin("PUT", "/add-canned-policy", {"name": BROKER_POLICY_NAME}, policy)
+    user = json.dumps({"secretKey": user_secret, "status": "enabled"}).encode()
+    admin("PUT", "/add-user", {"accessKey": user_key}, madmin_encrypt(root_secret, user))
+    admin(
+        "PUT",
+        "/set-user-or-group-policy",
+        {"policyName": BROKER_POLICY_NAME, "userOrGroup": user_key, "isGroup": "false"},
+    )

@@ -2,20 +2,26 @@
 
 Order of start (each step waits until the previous one answers):
 
-1. the scratch store (MinIO, else moto), then the bucket and its expiry rule;
+1. the scratch store (MinIO, else moto), then the bucket and its expiry rule,
+   and (MinIO) the scratch broker's own MinIO user, limited to the bucket;
 2. JupyterHub with configurable-http-proxy; the hub starts its managed services:
-   dask-gateway (:mod:`pangeo_cloud.local.gateway`) and the idle culler;
-3. the gateway is checked through the hub's proxy, as notebooks reach it.
+   dask-gateway (:mod:`pangeo_cloud.local.gateway`), the idle culler and the
+   scratch-credentials broker (:mod:`pangeo_cloud.broker.service`);
+3. the gateway is checked through the hub's proxy, as notebooks reach it;
+4. the broker's health check (it can mint credentials through MinIO's STS).
+
+Servers and Dask workers get no store key: ``run/aws-config`` (their
+``AWS_CONFIG_FILE``) runs the broker's client as ``credential_process``.
 
 The data directory (``.pangeo-local/`` in the repository by default, 0700)::
 
-    secrets.json     generated once, 0600: login passwords, store keys, hub keys
+    secrets.json     generated once, 0600: login passwords, store and broker keys, hub keys
     hub/             JupyterHub's database and cookie secret
     homes/<user>/    one persistent home per user
     objectstore/     the scratch bucket's objects (MinIO)
     gateway/         Dask clusters' working directories
     logs/            hub.log, gateway.log, objectstore.log
-    run/             this run's runtime.json (0600), hub config, lock
+    run/             this run's runtime.json (0600), hub config, broker.json, aws-config, lock
 
 Everything started carries ``PANGEO_LOCAL_RUN=<run id>``; :meth:`LocalRuntime.stop`
 stops the hub (which stops servers, services and proxy), then ends anything of
@@ -30,6 +36,7 @@ import fcntl
 import json
 import os
 import secrets
+import shlex
 import shutil
 import socket
 import sys
@@ -43,11 +50,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pangeo_cloud.config.wiring import env_mapping
 from pangeo_cloud.local import objectstore, processes
 from pangeo_cloud.ports import free_ports
 
 START_TIMEOUT = 180.0  # seconds for any one component to answer (2 cores, cold caches)
 SHARED_PASSWORD = "shared-password"
+BROKER_SERVICE = "scratch-credentials"
 GITHUB = {"github", "oauthenticator.github.GitHubOAuthenticator", "GitHubOAuthenticator"}
 
 
@@ -139,6 +148,9 @@ def load_secrets(data_dir: Path, groups: list[str]) -> dict[str, Any]:
         data["group_passwords"].setdefault(group, _token())
     data.setdefault("store_access_key", "pangeo" + secrets.token_hex(6))
     data.setdefault("store_secret_key", secrets.token_urlsafe(30))
+    # The scratch broker's own MinIO user (never the root key above).
+    data.setdefault("broker_access_key", "scratch-broker-" + secrets.token_hex(4))
+    data.setdefault("broker_secret_key", secrets.token_urlsafe(30))
     data.setdefault("proxy_auth_token", secrets.token_hex(32))
     data.setdefault("crypt_key", secrets.token_hex(32))
     data.setdefault("health_check_token", secrets.token_hex(32))
@@ -191,15 +203,17 @@ def restricted_groups(values: dict[str, Any]) -> list[str]:
 
 
 def local_values(
-    values: dict[str, Any], ports: dict[str, int], endpoint: str, keys: dict[str, str]
+    values: dict[str, Any], ports: dict[str, int], endpoint: str, aws_config: Path
 ) -> dict[str, Any]:
     """The merged values with cluster addresses replaced by this machine's.
 
     - ``custom.pangeo.scratch.endpoint`` becomes the local store; a ``gs://``
       bucket is served as ``s3://`` of the same name (the store speaks S3).
     - The gateway's addresses in ``singleuser.extraEnv`` and the service URL
-      become the loopback ports of this run; AWS credentials for the store are
-      added (in the cloud, workload identity provides them).
+      become the loopback ports of this run.
+    - Scratch credentials come from the scratch-credentials broker, a
+      hub-managed service here (its URL and the AWS config file `aws_config`
+      whose credential_process runs its client); no key reaches the users.
     """
     values = copy.deepcopy(values)
     jh = values.setdefault("jupyterhub", {})
@@ -213,15 +227,13 @@ def local_values(
     scratch["endpoint"] = endpoint
     scratch["region"] = scratch.get("region") or "us-east-1"
     singleuser = jh.setdefault("singleuser", {})
-    env = dict(singleuser.get("extraEnv") or {})
+    env = env_mapping(singleuser.get("extraEnv"))  # either z2jh form
     env.update(
         {
             "DASK_GATEWAY__ADDRESS": f"http://127.0.0.1:{ports['public']}/services/dask-gateway",
             "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://127.0.0.1:{ports['gateway']}",
             "DASK_GATEWAY__PUBLIC_ADDRESS": "/services/dask-gateway/",
             "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
-            "AWS_ACCESS_KEY_ID": keys["access_key"],
-            "AWS_SECRET_ACCESS_KEY": keys["secret_key"],
         }
     )
     singleuser["extraEnv"] = env
@@ -229,7 +241,55 @@ def local_values(
     gateway = dict(services.get("dask-gateway") or {})
     gateway["url"] = f"http://127.0.0.1:{ports['gateway']}"
     services["dask-gateway"] = gateway
+    broker_url = f"http://127.0.0.1:{ports['broker']}"
+    broker = dict(services.get(BROKER_SERVICE) or {})
+    broker.update({"url": broker_url, "display": False})
+    services[BROKER_SERVICE] = broker
+    scratch["broker"] = {
+        **(scratch.get("broker") or {}),
+        "url": f"{broker_url}/services/{BROKER_SERVICE}/",
+        "awsConfigFile": str(aws_config),
+    }
     return values
+
+
+def aws_config_text(python: str) -> str:
+    """The AWS config of servers and workers: credentials from the broker's client.
+
+    The client runs as a file, as in the cluster (where our package is absent).
+    """
+    from pangeo_cloud.broker import client
+
+    command = " ".join(shlex.quote(part) for part in (python, client.__file__, "aws"))
+    return (
+        "# Written by `pangeo-cloud up`: scratch credentials for your own prefix, from the\n"
+        "# scratch-credentials broker (explicit AWS_ACCESS_KEY_ID / ~/.aws/credentials win).\n"
+        "[default]\n"
+        f"credential_process = {command}\n"
+        # Session credentials need SigV4, also in presigned URLs (boto3 may pick SigV2).
+        "s3 =\n"
+        "    signature_version = s3v4\n"
+    )
+
+
+def broker_config(values: dict[str, Any], endpoint: str) -> dict[str, Any]:
+    """The broker's configuration file for this run (MinIO's STS is the store itself)."""
+    scratch = values["jupyterhub"]["custom"]["pangeo"]["scratch"]
+    broker = values.get("scratchBroker") or {}
+    # For developers watching credentials refresh (and the refresh test): a
+    # shorter lifetime than the values' (STS sessions still last >= 900 s).
+    lifetime = os.environ.get("PANGEO_SCRATCH_LIFETIME") or broker.get("lifetime") or 3600
+    if not str(lifetime).isdigit() or int(lifetime) < 1:
+        raise LocalRuntimeError(
+            f"PANGEO_SCRATCH_LIFETIME must be a number of seconds >= 1, got {lifetime!r}"
+        )
+    return {
+        "scratch": {k: v for k, v in scratch.items() if k != "broker"},
+        "lifetime": int(lifetime),
+        # MinIO ignores the role (the session inherits its caller's policy, then
+        # the session policy narrows it); AWS needs a real one.
+        "provider": {"roleArn": "arn:minio:iam:::role/pangeo-scratch", "stsEndpoint": endpoint},
+    }
 
 
 # The admin service `pangeo-cloud health` uses (as the cloud deployments define
@@ -333,7 +393,7 @@ class LocalRuntime:
         self._take_lock()
         self.groups = restricted_groups(self.values) if self.login == SHARED_PASSWORD else []
         self.secrets = load_secrets(self.data_dir, self.groups)
-        names = ("hub", "proxy_api", "gateway", "gateway_api", "store")
+        names = ("hub", "proxy_api", "gateway", "gateway_api", "store", "broker")
         self.ports = {"public": self.port}
         self.ports.update(zip(names, free_ports(len(names), {self.port}), strict=True))
         self.store = objectstore.store_spec(
@@ -343,11 +403,8 @@ class LocalRuntime:
             self.secrets["store_secret_key"],
             prefer=self.store_choice,
         )
-        keys = {
-            "access_key": self.secrets["store_access_key"],
-            "secret_key": self.secrets["store_secret_key"],
-        }
-        self.values = local_values(self.values, self.ports, self.store.endpoint, keys)
+        aws_config = self.data_dir / "run" / "aws-config"
+        self.values = local_values(self.values, self.ports, self.store.endpoint, aws_config)
         add_health_check_service(self.values, self.secrets["health_check_token"])
 
     def _take_lock(self) -> None:
@@ -402,10 +459,11 @@ class LocalRuntime:
         """Start everything and wait until it answers; on failure stop what started."""
         self.started_at = time.monotonic()
         try:
-            total = 3
+            total = 4
             self._step(1, total, f"scratch store ({self.store.kind})", self._start_store)
             self._step(2, total, "JupyterHub and configurable-http-proxy", self._start_hub)
             self._step(3, total, "Dask Gateway (hub service) and idle culler", self._wait_gateway)
+            self._step(4, total, "scratch-credentials broker (hub service)", self._wait_broker)
         except BaseException:
             self.stop()
             raise
@@ -440,9 +498,25 @@ class LocalRuntime:
                         f"the scratch store refused the bucket setup: {exc}"
                     ) from None
                 time.sleep(0.5)
+        if self.store.kind == "minio":
+            try:
+                objectstore.ensure_broker_user(
+                    self.store.endpoint,
+                    self.secrets["store_access_key"],
+                    self.secrets["store_secret_key"],
+                    bucket,
+                    self.secrets["broker_access_key"],
+                    self.secrets["broker_secret_key"],
+                )
+            except objectstore.ObjectStoreError as exc:
+                raise LocalRuntimeError(f"cannot create the scratch broker's user: {exc}") from None
         return f"bucket {bucket}, objects expire after {days} days"
 
     def write_runtime(self) -> Path:
+        run = self.data_dir / "run"
+        (run / "aws-config").write_text(aws_config_text(sys.executable))
+        config = broker_config(self.values, self.store.endpoint)
+        (run / "broker.json").write_text(json.dumps(config, indent=1) + "\n")
         rt = {
             "run_id": self.run_id,
             "data_dir": str(self.data_dir),
@@ -458,6 +532,11 @@ class LocalRuntime:
                 "access_key": self.secrets["store_access_key"],
                 "secret_key": self.secrets["store_secret_key"],
             },
+            "broker": {
+                "config": str(run / "broker.json"),
+                "access_key": self.secrets["broker_access_key"],
+                "secret_key": self.secrets["broker_secret_key"],
+            },
             "passwords": {
                 "user": self.secrets["user_password"],
                 "groups": {g: self.secrets["group_passwords"][g] for g in self.groups},
@@ -471,7 +550,6 @@ class LocalRuntime:
                 "url": self.github.url,
                 "allowed_organizations": list(self.github.allowed_organizations),
             }
-        run = self.data_dir / "run"
         runtime_file = run / "runtime.json"
         write_private(runtime_file, json.dumps(rt, indent=1, default=str))
         config = run / "jupyterhub_config.py"
@@ -507,6 +585,15 @@ class LocalRuntime:
             timeout, every = cull.get("timeout"), cull.get("every")
             return f"culler stops servers idle {timeout} s (checks every {every} s)"
         return "idle culler disabled in the values"
+
+    def _wait_broker(self) -> str:
+        hub = self.procs["hub"]
+        log = self.data_dir / "logs" / "broker.log"
+        url = self.scratch["broker"]["url"] + "api/health"
+        self._wait(url, hub, log, "the scratch-credentials broker")
+        if self.store.kind == "minio":
+            return "per-user credentials from MinIO's STS, limited to the user's prefix"
+        return "moto stands in for MinIO: its credentials are NOT limited to a prefix"
 
     def _wait(self, url: str, proc: Any, log: Path, what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -544,10 +631,14 @@ class LocalRuntime:
         else:
             lines.append("  Log in:   with GitHub (members of the allowed teams only)")
         store_note = "" if self.store.persistent else ": kept in memory, lost at stop"
+        if self.store.kind == "minio":
+            creds = "each user's credentials reach only their own prefix (MinIO STS)"
+        else:
+            creds = "moto does NOT enforce per-user prefixes; install MinIO for that"
         lines += [
             f"  Scratch:  {self.scratch['url']}/<username>/ at {self.store.endpoint}"
             f" ({self.store.kind}{store_note}); objects expire after "
-            f"{self.scratch.get('expiryDays')} days",
+            f"{self.scratch.get('expiryDays')} days; {creds}",
             f"  Dask:     GatewayCluster() in a notebook ({self.url}services/dask-gateway)",
             f"  Data:     {self.data_dir} (homes, scratch, hub database: kept between runs)",
             f"  Logs:     {self.data_dir / 'logs'}",

@@ -32,7 +32,10 @@ holding its turn until it answers HTTP (a new Jupyter server costs seconds of
 CPU). Without the queue, 50 users logging in together on 2 cores starve
 configurable-http-proxy, whose API then times out and JupyterHub stops the
 servers it could not route ("Failed to add ... to proxy"). Waiting users see
-their server as pending, as in a cloud where a node is being added.
+their server as pending, as in a cloud where a node is being added. Each
+server gets a port no other server of the hub holds: JupyterHub's own choice
+can hand one free port to two spawns at once, and the second user is then
+routed to the first user's server.
 
 No isolation between users beyond that: every server runs as the hub's user.
 It is for one developer's machine, never for shared use.
@@ -50,11 +53,15 @@ import time
 from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any as AnyTrait
 from traitlets import Integer, Unicode, default
 
 from pangeo_cloud.scratch import escape_username
+
+# Ports handed to servers of this hub process (see PangeoLocalSpawner._reserve_port).
+_PORTS_IN_USE: set[int] = set()
 
 # kubespawner_override keys applied to the traits of the same name.
 TRAIT_OVERRIDES = (
@@ -308,30 +315,66 @@ class PangeoLocalSpawner(LocalProcessSpawner):
             cls._start_gate = asyncio.Semaphore(max(1, self.concurrent_starts))
         return cls._start_gate
 
+    def _reserve_port(self) -> int:
+        """A free port no other server of this hub holds or is about to bind.
+
+        JupyterHub's ``random_port()`` asks the OS for a free port and releases
+        it; two spawns at once can get the same one. The loser cannot bind and
+        exits, and JupyterHub's check, answered by the winner, routes the loser's
+        URL to the other user's server. So the hub keeps the ports it handed out.
+        """
+        for _ in range(100):
+            port = random_port()
+            if port not in _PORTS_IN_USE:
+                break
+        _PORTS_IN_USE.add(port)
+        return port
+
+    def _release_port(self) -> None:
+        _PORTS_IN_USE.discard(self.port)
+
     async def start(self):  # noqa: ANN201 - JupyterHub API
         os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
         await self.apply_profile()
         async with self._gate():
-            url = await super().start()
-            await self._wait_answering(url)
-        return url
+            self.port = self._reserve_port()
+            try:
+                started = await super().start()
+                await self._wait_answering(started)
+            except BaseException:
+                self._release_port()
+                raise
+        return started
+
+    async def stop(self, now: bool = False) -> None:
+        try:
+            await super().stop(now=now)
+        finally:
+            self._release_port()
 
     async def _wait_answering(self, started: Any) -> None:
-        """Hold the start slot until the server answers (any HTTP status) or exits.
+        """Hold the start slot until this server answers at its own URL, or fail.
 
         ``started`` is what ``LocalProcessSpawner.start`` returned: ``(ip, port)``.
+        A 404 is a stranger on the port (another server, another base URL): not ours.
         """
         ip, port = started
         probe = f"http://{ip}:{port}{self.server.base_url.rstrip('/')}/api"
         client = AsyncHTTPClient()
         deadline = time.monotonic() + self.http_timeout
         while time.monotonic() < deadline:
-            if await self.poll() is not None:
-                return  # exited: JupyterHub reports it when it checks the server
+            status = await self.poll()
+            if status is not None:
+                raise RuntimeError(
+                    f"the server process exited (status {status}) before it answered; "
+                    "see the hub's log"
+                )
             try:
                 await client.fetch(probe, request_timeout=10)
                 return
-            except HTTPClientError:
-                return  # an HTTP answer, even an error, means it is up
+            except HTTPClientError as e:
+                if e.code != 404:
+                    return  # our server, answering (e.g. 403 without a token)
             except OSError:
-                await asyncio.sleep(0.2)
+                pass
+            await asyncio.sleep(0.2)

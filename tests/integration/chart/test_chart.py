@@ -89,14 +89,15 @@ def _named(docs: list[dict], kind: str, name: str) -> dict:
     return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
 
 
-def test_user_service_account_carries_the_cloud_identity(rendered):
-    sa = _named(helm.split_manifests(rendered), "ServiceAccount", "pangeo")
-    assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(
-        "iam.gserviceaccount.com"
-    )
-    aws = run_cli("render", "aws-us-west-2", "staging", root=REPO)
-    sa = _named(helm.split_manifests(aws.stdout), "ServiceAccount", "pangeo")
-    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+def test_user_pods_have_no_cloud_identity_the_broker_has(rendered):
+    gcp = helm.split_manifests(rendered)
+    assert "annotations" not in _named(gcp, "ServiceAccount", "pangeo")["metadata"]
+    broker = _named(gcp, "ServiceAccount", "scratch-credentials")["metadata"]["annotations"]
+    assert broker["iam.gke.io/gcp-service-account"].endswith("iam.gserviceaccount.com")
+    aws = helm.split_manifests(run_cli("render", "aws-us-west-2", "staging", root=REPO).stdout)
+    assert "annotations" not in _named(aws, "ServiceAccount", "pangeo")["metadata"]
+    broker = _named(aws, "ServiceAccount", "scratch-credentials")["metadata"]["annotations"]
+    assert broker["eks.amazonaws.com/role-arn"].endswith(":role/pangeo-scratch-broker")
 
 
 def test_render_values_and_layers(helm_bin):
@@ -125,6 +126,7 @@ def test_validate_cli_json_and_exit_codes(helm_bin, upstream_dir, repo_copy):
         "values",
         "schemas",
         "promises",
+        "traits",
         "helm-lint",
         "manifests",
     }

@@ -36,12 +36,14 @@ TEAM = "pangeo-data:health-test-team"
 CLIENT_ID, CLIENT_SECRET = "health-test-client", "health-test-secret"
 STEPS = [
     "hub",
+    "scratch-broker",
     "create-user",
     "start-server",
     "server-ready",
     "user-token",
     "kernel",
     "scratch",
+    "scratch-isolation",
     "dask-gateway",
 ]
 
@@ -83,7 +85,7 @@ def test_every_step_passes_and_nothing_is_left(prod_hub) -> None:
         out=lines.append,
     )
     assert [line.split()[1] for line in done] == STEPS, lines
-    assert "ticket of service health-check" in done[1]
+    assert "ticket of service health-check" in done[STEPS.index("create-user")]
     scratch = next(line for line in done if line.split()[1] == "scratch")
     assert "/health-2dcheck-" in scratch  # the escaped name's own prefix
     dask = next(line for line in done if line.split()[1] == "dask-gateway")

@@ -34,6 +34,10 @@ def test_health_against_pangeo_cloud_up(tmp_path) -> None:
         done = run_health(
             HealthOptions(up.url, token, start_timeout=240, exec_timeout=300), out=print
         )
-        assert [line.split()[1] for line in done][-2:] == ["scratch", "dask-gateway"]
+        steps = [line.split()[1] for line in done]
+        assert steps[1] == "scratch-broker"
+        assert steps[-3:] == ["scratch", "scratch-isolation", "dask-gateway"]
+        isolation = next(line for line in done if line.split()[1] == "scratch-isolation")
+        assert "refused outside s3://pangeo-scratch/health-2dcheck-" in isolation
     finally:
         up.stop(check=False)

@@ -2,10 +2,17 @@
 
 The hub (with configurable-http-proxy) registers `dask-gateway` as a service and
 grants every user `access:services!service=dask-gateway` through the `user`
-role, as the chart does. The gateway runs `pangeo_cloud.gateway.config.configure`
-with backend="local" (UnsafeLocalBackend: real `dask scheduler` / `dask worker`
-processes) and authenticates users' tokens against the hub. Users, groups and
-tokens are made through the hub's REST API by an admin service.
+role, and the gateway's service `list:users`, as the chart does. The gateway
+runs `pangeo_cloud.gateway.config.configure` with backend="local"
+(PangeoLocalBackend: real `dask scheduler` / `dask worker` processes) and
+authenticates users' tokens against the hub. Users, groups, tokens and servers
+are made through the hub's REST API by an admin service.
+
+The gateway stops the clusters of users without a running server (checked
+every second here), so `Federation.user` starts a real server for each user
+(``jupyterhub-singleuser`` through ``SimpleLocalProcessSpawner``), as every
+notebook user has one; the `federation` fixture stops the servers a test
+started.
 """
 
 from __future__ import annotations
@@ -50,9 +57,16 @@ SETTINGS = {
         "clusterMaxWorkers": 2,
         "workerCores": {"min": 1, "max": 2, "default": 1},
         "workerMemoryGiB": {"min": 0.5, "max": 4, "default": 1},
-        "groupLimits": {POWER_GROUP: {"clusterMaxWorkers": 5}},
+        # Per user, over all their clusters (each local scheduler counts 1 core, 2 GiB).
+        "userMaxClusters": 3,
+        "userMaxCores": 7,
+        "userMaxMemoryGiB": 12,
+        "userMaxWorkers": 4,
+        "groupLimits": {POWER_GROUP: {"clusterMaxWorkers": 5, "userMaxWorkers": 6}},
+        "serverCheckSeconds": 1,
     },
 }
+SERVER_TIMEOUT = 90  # seconds for a user's server to start or stop
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -108,8 +122,10 @@ class Federation:
     gateway_log: Path
     gateway_pid: int
     clusters_dir: Path
+    homes: Path
     settings: dict = field(default_factory=lambda: SETTINGS)
     _clients: list = field(default_factory=list)
+    _servers: set = field(default_factory=set)
 
     def hub(self, method: str, path: str, body: dict | None = None) -> dict | None:
         data = None if body is None else json.dumps(body).encode()
@@ -123,13 +139,15 @@ class Federation:
             text = resp.read()
         return json.loads(text) if text else None
 
-    def user(self, name: str, groups: tuple[str, ...] = ()) -> str:
-        """Create `name` (and its groups) if needed; return the name."""
+    def user(self, name: str, groups: tuple[str, ...] = (), server: bool = True) -> str:
+        """Create `name` (and its groups) if needed, with a running server; return the name."""
         try:
             self.hub("POST", f"/users/{name}")
         except urllib.error.HTTPError as exc:
             if exc.code != 409:  # already exists
                 raise
+        if server:
+            self.start_server(name)
         for group in groups:
             try:
                 self.hub("POST", f"/groups/{group}")
@@ -138,6 +156,33 @@ class Federation:
                     raise
             self.hub("POST", f"/groups/{group}/users", {"users": [name]})
         return name
+
+    def _server_state(self, name: str) -> dict | None:
+        return (self.hub("GET", f"/users/{name}")["servers"] or {}).get("")
+
+    def _wait_server(self, name: str, ready: bool) -> None:
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while time.monotonic() < deadline:
+            state = self._server_state(name)
+            if (state is not None and state.get("ready")) if ready else state is None:
+                return
+            time.sleep(0.25)
+        pytest.fail(f"{name}'s server did not {'start' if ready else 'stop'} in {SERVER_TIMEOUT} s")
+
+    def start_server(self, name: str) -> None:
+        """Start `name`'s server (a real jupyterhub-singleuser) and wait until it is ready."""
+        (self.homes / name).mkdir(parents=True, exist_ok=True)
+        if self._server_state(name) is None:
+            self.hub("POST", f"/users/{name}/server", {})
+        self._servers.add(name)
+        self._wait_server(name, ready=True)
+
+    def stop_server(self, name: str) -> None:
+        """Stop `name`'s server through the hub, as the user or the culler would."""
+        with contextlib.suppress(urllib.error.HTTPError):  # already stopped
+            self.hub("DELETE", f"/users/{name}/server")
+        self._wait_server(name, ready=False)
+        self._servers.discard(name)
 
     def token(self, name: str, scopes: list[str] | None = None) -> str:
         """A new API token for user `name` (default: what a notebook server gets)."""
@@ -171,6 +216,10 @@ class Federation:
         while self._clients:
             self._clients.pop().close()
 
+    def stop_servers(self) -> None:
+        for name in sorted(self._servers):
+            self.stop_server(name)
+
 
 def _hub_config(tmp: Path, ports: dict[str, int], tokens: dict[str, str]) -> str:
     return textwrap.dedent(
@@ -186,6 +235,16 @@ def _hub_config(tmp: Path, ports: dict[str, int], tokens: dict[str, str]) -> str
         c.JupyterHub.cookie_secret_file = "{tmp / "cookie_secret"}"
         c.JupyterHub.pid_file = "{tmp / "hub.pid"}"
         c.JupyterHub.authenticator_class = "null"
+        # Real single-user servers, as the hub's own OS user.
+        c.JupyterHub.spawner_class = "simple"
+        c.Spawner.cmd = ["{Path(sys.executable).parent / "jupyterhub-singleuser"}"]
+        c.SimpleLocalProcessSpawner.home_dir_template = "{tmp / "homes"}/{{username}}"
+        # As z2jh: the REST spawn answers at once; readiness is polled.
+        # Test machines often run as root, which jupyter-server refuses by default.
+        c.Spawner.args = {["--allow-root"] if os.geteuid() == 0 else []}
+        c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+        c.Spawner.start_timeout = {SERVER_TIMEOUT}
+        c.Spawner.http_timeout = {SERVER_TIMEOUT}
         c.JupyterHub.services = [
             {{"name": "{SERVICE}", "api_token": "{tokens["gateway"]}",
               "url": "http://127.0.0.1:{ports["gateway"]}", "display": False}},
@@ -194,8 +253,11 @@ def _hub_config(tmp: Path, ports: dict[str, int], tokens: dict[str, str]) -> str
         c.JupyterHub.load_roles = [
             # As the chart's hub.loadRoles.user.
             {{"name": "user", "scopes": ["self", "access:services!service={SERVICE}"]}},
+            # As the chart's hub.loadRoles.dask-gateway: which users have a server.
+            {{"name": "{SERVICE}", "services": ["{SERVICE}"], "scopes": ["list:users"]}},
             {{"name": "{ADMIN_SERVICE}", "services": ["{ADMIN_SERVICE}"],
-              "scopes": ["admin:users", "admin:groups", "tokens", "list:users"]}},
+              "scopes": ["admin:users", "admin:groups", "admin:servers", "tokens",
+                         "list:users", "access:services!service={SERVICE}"]}},
         ]
         """
     )
@@ -283,6 +345,7 @@ def federation_session(tmp_path_factory) -> Federation:
             gateway_log=gateway_log,
             gateway_pid=gateway.pid,
             clusters_dir=tmp / "clusters",
+            homes=tmp / "homes",
         )
     finally:
         for proc in reversed(procs):
@@ -295,4 +358,5 @@ def federation(federation_session: Federation):
     """The session's federation; Gateway clients made in a test are closed after it."""
     yield federation_session
     federation_session.close_clients()
+    federation_session.stop_servers()
     gc.collect()  # collect closed clients here, under this test's warning filters

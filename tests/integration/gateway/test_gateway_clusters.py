@@ -6,12 +6,12 @@ What a scientist does with ``dask_gateway.Gateway`` against the gateway that
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import aiohttp
 import pytest
 from dask_gateway import GatewayServerError, GatewayWarning
+from gateway_support import WAIT, cluster_of, wait_for_status
 
 from pangeo_cloud.scratch import escape_username
 
@@ -25,27 +25,6 @@ pytestmark = [
         ":pytest.PytestUnraisableExceptionWarning"
     ),
 ]
-
-WAIT = 60  # seconds for any cluster or worker to change state
-
-
-@contextlib.contextmanager
-def cluster_of(gateway, **options):
-    cluster = gateway.new_cluster(**options)
-    try:
-        yield cluster
-    finally:
-        cluster.shutdown()
-
-
-def wait_for_status(gateway, name: str, status: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        report = gateway.get_cluster(name)
-        if report.status.name == status:
-            return report
-        time.sleep(0.25)
-    pytest.fail(f"cluster {name} is {report.status.name}, not {status}, after {timeout} s")
 
 
 def test_cluster_with_options_scales_computes_and_sees_scratch(federation):
@@ -93,7 +72,7 @@ def test_cluster_with_options_scales_computes_and_sees_scratch(federation):
 
 
 def test_out_of_range_options_are_one_clear_error(federation):
-    user = federation.user("oscar")
+    user = federation.user("oscar", server=False)
     gateway = federation.gateway(federation.token(user))
 
     with pytest.raises(ValueError) as info:
@@ -110,7 +89,7 @@ def test_out_of_range_options_are_one_clear_error(federation):
 
 
 def test_user_cannot_raise_idle_timeout(federation):
-    gateway = federation.gateway(federation.token(federation.user("ida")))
+    gateway = federation.gateway(federation.token(federation.user("ida", server=False)))
     with pytest.raises(ValueError) as info:
         gateway.submit(idle_timeout=7200)
     assert str(info.value) == (
@@ -123,7 +102,7 @@ def test_user_cannot_raise_idle_timeout(federation):
 
 
 def test_token_without_access_scope_is_refused(federation):
-    user = federation.user("trudy")
+    user = federation.user("trudy", server=False)
     allowed = federation.gateway(federation.token(user))
     assert allowed.list_clusters() == []
 

@@ -53,6 +53,26 @@ def get(args: argparse.Namespace, what: str) -> dict[str, Any] | None:
     return json.loads(result.stdout)
 
 
+def broker_health_standin() -> str:
+    """A stand-in for the broker's health endpoint (200), serving on loopback in a thread."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            ok = self.path.endswith("/api/health")
+            self.send_response(200 if ok else 404)
+            self.end_headers()
+            self.wfile.write(b'{"status": "ok", "scheme": "stand-in"}' if ok else b"")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/services/scratch-credentials/"
+
+
 def hub_config(args: argparse.Namespace) -> Any:
     from traitlets.config import Config
 
@@ -61,6 +81,9 @@ def hub_config(args: argparse.Namespace) -> Any:
     from pangeo_cloud.hub.z2jh_values import apply_z2jh_values, values_get_config
 
     values = merged_values(args.deployment, args.stage)["jupyterhub"]
+    # kwok runs no containers, so the broker's pod cannot answer the hub's
+    # pre-spawn health check: a loopback stand-in answers it instead.
+    values["custom"]["pangeo"]["scratch"]["broker"]["url"] = broker_health_standin()
     c = Config()
     get_config = values_get_config(values)
     apply_z2jh_values(c, get_config)

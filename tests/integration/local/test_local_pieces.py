@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -98,17 +99,23 @@ def test_local_values_point_at_this_machine():
             "hub": {"services": {"dask-gateway": {"display": False}}},
         }
     }
-    ports = {"public": 8000, "gateway": 9001}
-    out = local_values(
-        values, ports, "http://127.0.0.1:9100", {"access_key": "a", "secret_key": "b"}
-    )
+    ports = {"public": 8000, "gateway": 9001, "broker": 9002}
+    out = local_values(values, ports, "http://127.0.0.1:9100", Path("/run/aws-config"))
     scratch = out["jupyterhub"]["custom"]["pangeo"]["scratch"]
     assert scratch == {
         "url": "s3://bucket",
         "endpoint": "http://127.0.0.1:9100",
         "region": "us-east-1",
+        "broker": {
+            "url": "http://127.0.0.1:9002/services/scratch-credentials/",
+            "awsConfigFile": "/run/aws-config",
+        },
     }
+    broker = out["jupyterhub"]["hub"]["services"]["scratch-credentials"]
+    assert broker == {"url": "http://127.0.0.1:9002", "display": False}
     env = out["jupyterhub"]["singleuser"]["extraEnv"]
+    # Servers get no store key: credentials come from the broker.
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env)
     assert env["DASK_GATEWAY__ADDRESS"] == "http://127.0.0.1:8000/services/dask-gateway"
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://127.0.0.1:9001"
     assert out["jupyterhub"]["hub"]["services"]["dask-gateway"]["url"] == "http://127.0.0.1:9001"

@@ -35,18 +35,7 @@ def chp():
 
 
 def server_env(up: UpProcess, user: str) -> dict[str, str]:
-    """The environment of `user`'s running server process (read from /proc)."""
-    home = str(up.data_dir / "homes" / user)
-    for pid in processes.tagged(up.runtime["run_id"]):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            raw = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        if f"--ServerApp.root_dir={home}".encode() in cmdline:
-            pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-            return {k.decode(): v.decode() for k, v in pairs}
-    raise AssertionError(f"no server process for {user}")
+    return up.server_env(user)
 
 
 def test_up_serves_profiles_scratch_and_stops_clean_then_restarts_with_data(tmp_path, chp):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from config_helpers import enc
 
 from pangeo_cloud.config import ConfigError, load_deployment, merged_values, values_layers
 from pangeo_cloud.config.layering import SOPS_MASK, merge, origin
@@ -100,13 +101,14 @@ def test_plaintext_secrets_file_is_refused(repo_copy, edit_yaml):
     assert "hunter2" not in str(info.value)
 
 
-def test_encrypted_values_are_masked_without_a_key(repo_copy, edit_yaml):
+def test_encrypted_values_are_masked_without_a_key(repo_copy, edit_yaml, fake_sops):
     deployment = _add_secrets(
         repo_copy,
         edit_yaml,
-        "jupyterhub:\n  hub:\n    config:\n      GitHubOAuthenticator:\n"
-        "        client_secret: ENC[AES256_GCM,data:abc,iv:def,tag:ghi,type:str]\n"
-        "sops:\n  version: 3.13.3\n  mac: ENC[AES256_GCM,data:x,type:str]\n",
+        fake_sops(
+            "jupyterhub:\n  hub:\n    config:\n      GitHubOAuthenticator:\n"
+            f"        client_secret: {enc('s')}\n"
+        ),
     )
     values = merged_values(deployment, "prod", paths=repo_copy)
     gh = values["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
@@ -114,8 +116,8 @@ def test_encrypted_values_are_masked_without_a_key(repo_copy, edit_yaml):
     assert "sops" not in values
 
 
-def test_decryptor_output_is_layered(repo_copy, edit_yaml):
-    deployment = _add_secrets(repo_copy, edit_yaml, "a: ENC[x]\nsops: {version: 1}\n")
+def test_decryptor_output_is_layered(repo_copy, edit_yaml, fake_sops):
+    deployment = _add_secrets(repo_copy, edit_yaml, fake_sops(f"a_token: {enc('a')}\n"))
     seen = []
 
     def decrypt(path):
@@ -138,3 +140,69 @@ def test_gateway_address_follows_the_proxy_https_mode(repo_paths):
     assert aws["jupyterhub"]["singleuser"]["extraEnv"][address] == (
         "http://proxy-public/services/dask-gateway"
     )
+
+
+# --- blame the layer that set a value -------------------------------------------------
+
+
+def _teams_errors(paths, text: str):
+    from pangeo_cloud.validate import validate_all
+
+    staging = paths.deployments / "gcp-us-central1-b" / "values" / "staging.yaml"
+    old = "        allowed_organizations:\n          - pangeo-data:operators\n"
+    old += "          - pangeo-data:staging-testers\n"
+    content = staging.read_text()
+    assert old in content
+    staging.write_text(content.replace(old, text))
+    results = validate_all(["gcp-us-central1-b/staging"], paths, only={"promises", "traits"})
+    errors = [e for r in results for e in r.errors]
+    return staging, [e for e in errors if "allowed_organizations" in e]
+
+
+def test_a_string_replacing_a_list_is_blamed_once_on_the_later_file(repo_copy):
+    staging, errors = _teams_errors(repo_copy, "        allowed_organizations: pangeo-data\n")
+    line = staging.read_text().splitlines().index("        allowed_organizations: pangeo-data")
+    # one error (not one per character), at the stage file, not common.yaml's list
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"{staging}:{line + 1}: ")
+
+
+def test_a_shorter_list_is_blamed_on_the_file_that_replaced_it(repo_copy):
+    text = "        allowed_organizations:\n          - pangeo-data\n"
+    staging, errors = _teams_errors(repo_copy, text)
+    line = staging.read_text().splitlines().index("          - pangeo-data") + 1
+    assert errors == [
+        f"{staging}:{line}: jupyterhub.hub.config.GitHubOAuthenticator.allowed_organizations[0]: "
+        "must be org:team-slug (a whole org is too broad), got 'pangeo-data'"
+    ]
+
+
+def test_origin_stops_at_the_layer_that_replaced_a_parent(repo_paths):
+    from pangeo_cloud.config.layering import Layer
+    from pangeo_cloud.config.yamlpos import load_yaml
+
+    first = load_yaml("first.yaml", text="a:\n  list:\n    - x\n    - y\n    - z\n")
+    second = load_yaml("second.yaml", text="# replaced\na:\n  list: nope\n")
+    layers = [Layer("1", first.data, first), Layer("2", second.data, second)]
+    assert origin(layers, ("a", "list", 2)) == (second.path, 3)
+    assert origin(layers, ("a", "list")) == (second.path, 3)
+    third = load_yaml("third.yaml", text="a:\n  other: 1\n")
+    layers.append(Layer("3", third.data, third))
+    # `third` does not touch a.list: the blame stays with `second`
+    assert origin(layers, ("a", "list", 0)) == (second.path, 3)
+    # a key nobody set: its nearest set parent, in the last layer mentioning it
+    assert origin(layers, ("a", "missing")) == (third.path, 1)
+
+
+def test_a_scalar_replacing_a_mapping_is_one_error_across_checks(repo_copy):
+    from pangeo_cloud.validate import validate_all
+
+    prod = repo_copy.deployments / "gcp-us-central1-b" / "values" / "prod.yaml"
+    text = prod.read_text() + "  singleuser:\n    storage: 20Gi\n"
+    prod.write_text(text)
+    results = validate_all(["gcp-us-central1-b/prod"], repo_copy, only={"schemas", "promises"})
+    errors = [e for r in results for e in r.errors if "storage" in e]
+    line = len(text.splitlines())
+    assert errors == [
+        f"{prod}:{line}: jupyterhub.singleuser.storage: '20Gi' is not of type 'object'"
+    ]

@@ -115,3 +115,124 @@ def test_no_stage_file_path_escapes(repo_paths):
         for stage in deployment.stages.values():
             for file in (*stage.values_files, *stage.secrets_files):
                 assert Path(file).resolve().is_relative_to(deployment.directory.resolve())
+
+
+# --- deployment.yaml rules an operator can get wrong --------------------------------
+
+
+def test_unquoted_kubernetes_version_says_to_quote_it(repo_copy, edit_yaml):
+    err = _error(repo_copy, edit_yaml, 'kubernetesVersion: "1.33"', "kubernetesVersion: 1.30")
+    assert err.key_path == "cluster.kubernetesVersion"
+    assert "is the number 1.3" in str(err) and "quote the version" in str(err)
+
+
+def test_unsupported_kubernetes_version_names_the_supported_range(repo_copy, edit_yaml):
+    err = _error(repo_copy, edit_yaml, 'kubernetesVersion: "1.33"', 'kubernetesVersion: "1.12"')
+    assert "Kubernetes 1.12 is not supported" in str(err) and " to 1.3" in str(err)
+
+
+@pytest.mark.parametrize(
+    "bad", ["../../local/values/common.yaml", "/etc/passwd", "values/../../x.yaml"]
+)
+def test_values_files_stay_inside_the_deployment(repo_copy, edit_yaml, bad):
+    err = _error(repo_copy, edit_yaml, "values/prod.yaml]", f"{bad}]")
+    assert err.key_path == "stages.prod.valuesFiles[1]"
+    assert "must be a path inside the deployment directory gcp-us-central1-b/" in str(err)
+
+
+def test_a_symlink_out_of_the_deployment_is_refused(repo_copy, edit_yaml):
+    values = repo_copy.deployments / "gcp-us-central1-b" / "values"
+    (values / "shared.yaml").symlink_to(repo_copy.deployments / "local" / "values" / "common.yaml")
+    err = _error(repo_copy, edit_yaml, "values/prod.yaml]", "values/shared.yaml]")
+    assert "leads outside gcp-us-central1-b/" in str(err)
+
+
+def test_secrets_files_stay_inside_the_deployment(repo_copy, edit_yaml):
+    err = _error(
+        repo_copy,
+        edit_yaml,
+        "secretsFiles: [secrets/prod.enc.yaml]",
+        "secretsFiles: [../aws-us-west-2/secrets/prod.enc.yaml]",
+    )
+    assert err.key_path == "stages.prod.secretsFiles[0]" and "without '..'" in str(err)
+
+
+def test_stage_names_are_dns_labels(repo_copy, edit_yaml):
+    err = _error(
+        repo_copy, edit_yaml, "  prod:\n    release: prod", "  ../prod:\n    release: prod"
+    )
+    assert err.key_path == "stages.../prod" and "DNS label" in str(err)
+
+
+def test_requires_cycle_is_refused(repo_copy, edit_yaml):
+    file = repo_copy.deployments / "gcp-us-central1-b" / "deployment.yaml"
+    edit_yaml(file, "    namespace: staging\n", "    namespace: staging\n    requires: prod\n")
+    with pytest.raises(ConfigError) as info:
+        load_deployment("gcp-us-central1-b", repo_copy)
+    assert "`requires` forms a cycle: staging -> prod -> staging" in str(info.value)
+
+
+def test_requires_itself_is_a_cycle(repo_copy, edit_yaml):
+    err = _error(repo_copy, edit_yaml, "requires: staging", "requires: prod")
+    assert "cycle: prod -> prod" in str(err)
+
+
+def test_requires_must_be_a_stage_name_string(repo_copy, edit_yaml):
+    err = _error(repo_copy, edit_yaml, "requires: staging", "requires: [staging]")
+    assert err.key_path == "stages.prod.requires" and "non-empty string" in str(err)
+
+
+def test_two_stages_may_not_share_release_and_namespace(repo_copy, edit_yaml):
+    file = repo_copy.deployments / "gcp-us-central1-b" / "deployment.yaml"
+    edit_yaml(file, "release: prod", "release: staging")
+    edit_yaml(file, "namespace: prod", "namespace: staging")
+    with pytest.raises(ConfigError, match="stages 'staging' and 'prod' are the same Helm release"):
+        load_deployment("gcp-us-central1-b", repo_copy)
+
+
+def test_deployments_on_one_cluster_may_not_share_a_release(repo_copy):
+    import shutil
+
+    from pangeo_cloud.validate import validate_all
+
+    src = repo_copy.deployments / "gcp-us-central1-b"
+    dst = repo_copy.deployments / "gcp-us-central1-b-copy"
+    shutil.copytree(src, dst)
+    file = dst / "deployment.yaml"
+    file.write_text(
+        file.read_text().replace("name: gcp-us-central1-b\n", "name: gcp-us-central1-b-copy\n")
+    )
+    results = validate_all(["gcp-us-central1-b-copy/prod"], repo_copy, only=set())
+    (result,) = [r for r in results if r.check == "deployment"]
+    assert not result.ok
+    assert "already stage gcp-us-central1-b/prod" in result.errors[0]
+    assert result.errors[0].startswith(f"{file}:")
+    # Other clusters (aws) use the same release names: no conflict there.
+    assert all(r.ok for r in validate_all(["aws-us-west-2"], repo_copy, only=set()))
+
+
+@pytest.mark.parametrize(
+    "domain", ["https://hub.pangeo.io", "Hub.Pangeo.io", "hub", "hub.pangeo.io/path", "a..b"]
+)
+def test_domains_are_dns_names(repo_copy, edit_yaml, domain):
+    err = _error(repo_copy, edit_yaml, "domain: us-central1-b.gcp.pangeo.io", f"domain: '{domain}'")
+    assert err.key_path == "stages.prod.domain" and "is not a DNS name" in str(err)
+
+
+def test_name_length_rules_are_stated(repo_copy, edit_yaml):
+    err = _error(repo_copy, edit_yaml, "release: prod", f"release: {'p' * 54}")
+    assert "Helm release names are at most 53" in str(err)
+    repo_copy_file = repo_copy.deployments / "gcp-us-central1-b" / "deployment.yaml"
+    repo_copy_file.write_text(repo_copy_file.read_text().replace("p" * 54, "p" * 45))
+    with pytest.raises(ConfigError, match="dask-gateway Service .* Kubernetes allows 63"):
+        load_deployment("gcp-us-central1-b", repo_copy)
+    err = _error(repo_copy, edit_yaml, "namespace: staging", f"namespace: {'n' * 64}")
+    assert "at most 63 characters" in str(err)
+
+
+def test_node_pool_cpu_is_a_kubernetes_quantity(repo_copy, edit_yaml):
+    file = repo_copy.deployments / "gcp-us-central1-b" / "deployment.yaml"
+    edit_yaml(file, "cpu: 15.8", 'cpu: "15800m"')
+    assert load_deployment("gcp-us-central1-b", repo_copy).node_pools[0].cpu == pytest.approx(15.8)
+    err = _error(repo_copy, edit_yaml, 'cpu: "15800m"', "cpu: lots")
+    assert err.key_path == "nodePools[0].cpu" and "not a quantity" in str(err)

@@ -48,6 +48,7 @@ def test_z2jh_unknown_key_is_located_with_allowed_keys(repo_copy, edit_yaml):
     edit_yaml(common(repo_copy), "  singleuser:\n", "  singleuser:\n    storageSize: 20Gi\n")
     errors = _failures(repo_copy, check="schemas")
     assert any("jupyterhub.singleuser.storageSize" in e and "storage" in e for e in errors), errors
+    assert any("did you mean storage?" in e for e in errors), errors
 
 
 def test_dask_gateway_schema_is_applied(repo_copy, edit_yaml):
@@ -80,6 +81,11 @@ PROMISE_CASES = {
         "10Gi homes",
     ),
     "cull-timeout": ("  cull:\n    timeout: 7200\n", "cull.timeout"),
+    "cull-every": ("  cull:\n    every: 4000\n", "longer than cull.timeout (3600 s)"),
+    "extra-env-list": (
+        "  singleuser:\n    extraEnv:\n      - name: FOO\n        value: bar\n",
+        "use the mapping form NAME: value",
+    ),
     "gateway-idle": (
         "  custom:\n    pangeo:\n      gateway:\n        idleTimeout: 7200\n",
         "60 minutes",
@@ -189,3 +195,39 @@ def test_duplicate_key_is_a_located_yaml_error(repo_copy):
     _append(_stage_file(repo_copy), "jupyterhub:\n  cull:\n    timeout: 60\n")
     errors = _failures(repo_copy, check="values")
     assert any("prod.yaml:" in e and "duplicate" in e.lower() for e in errors), errors
+
+
+def test_extra_env_list_form_is_accepted(repo_copy):
+    env = "".join(
+        f"      - name: {name}\n        value: {value}\n"
+        for name, value in (
+            ("DASK_GATEWAY__ADDRESS", "http://proxy-http:8000/services/dask-gateway"),
+            ("DASK_GATEWAY__PROXY_ADDRESS", "gateway://traefik-prod-dask-gateway.prod:80"),
+            ("DASK_GATEWAY__PUBLIC_ADDRESS", "/services/dask-gateway/"),
+            ("DASK_GATEWAY__AUTH__TYPE", "jupyterhub"),
+        )
+    )
+    _append(_stage_file(repo_copy), "  singleuser:\n    extraEnv:\n" + env)
+    assert _failures(repo_copy) == []
+
+
+def test_extra_env_list_form_in_the_local_runtime():
+    from pangeo_cloud.local.runtime import local_values
+
+    values = {"jupyterhub": {"singleuser": {"extraEnv": [{"name": "FOO", "value": "bar"}]}}}
+    ports = {"public": 1, "gateway": 2, "broker": 4}
+    out = local_values(values, ports, "http://127.0.0.1:3", Path("aws-config"))
+    env = out["jupyterhub"]["singleuser"]["extraEnv"]
+    assert env["FOO"] == "bar" and "name" not in env
+    assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://127.0.0.1:2"
+
+
+def test_one_flow_list_of_bad_items_is_one_error(repo_copy):
+    _append(
+        _stage_file(repo_copy),
+        "  singleuser:\n    storage:\n      dynamic:\n        storageAccessModes: [1, 2, 3]\n",
+    )
+    errors = [e for e in _failures(repo_copy, check="schemas") if "storageAccessModes" in e]
+    assert len(errors) == 1, errors
+    assert "dynamic.storageAccessModes: 1 is not of type" in errors[0]
+    assert "(and 2 more items of this list on the same line)" in errors[0]

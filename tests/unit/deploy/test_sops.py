@@ -233,3 +233,75 @@ def test_decrypted_layer_replaces_the_mask(repo_copy: Paths, encrypt, sops_env) 
 
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# --- `validate` with a key: real sops decrypts and verifies the MAC ----------------
+
+SECRETS_WITH_PLAIN = SECRETS + "        scope: [read:org]\n"
+
+
+def _validate_output(paths: Paths, capsys, *extra: str) -> tuple[int, str]:
+    from pangeo_cloud.cli import main
+
+    code = main(["--root", str(paths.root), "validate", *extra, "gcp-us-central1-b/staging"])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_validate_decrypts_with_the_key_in_the_environment(repo_copy, encrypt, sops_env, capsys):
+    secrets = repo_copy.deployments / "gcp-us-central1-b" / "secrets" / "staging.enc.yaml"
+    encrypt(SECRETS_WITH_PLAIN, secrets)
+    code, out = _validate_output(repo_copy, capsys)
+    assert "secrets: staging.enc.yaml (decrypted)" in out, out
+    assert "REPLACE-ME" not in out
+    assert code == 0, out
+
+
+def test_tampered_file_is_a_clear_mac_error_not_a_traceback(repo_copy, encrypt, sops_env, capsys):
+    secrets = repo_copy.deployments / "gcp-us-central1-b" / "secrets" / "staging.enc.yaml"
+    encrypt(SECRETS_WITH_PLAIN, secrets)
+    # A reviewer-visible value changed by hand: only the MAC can tell.
+    secrets.write_text(secrets.read_text().replace("- read:org", "- user"))
+    offline, out = _validate_output(repo_copy, capsys, "--decrypt", "never")
+    assert offline == 0, out
+    code, out = _validate_output(repo_copy, capsys)
+    assert code == 1
+    assert f"{secrets}: sops MAC mismatch: the file was changed without sops" in out, out
+    assert "Traceback" not in out and "internal error" not in out
+
+
+def test_swapped_ciphertexts_are_refused_in_one_line(repo_copy, encrypt, sops_env, capsys):
+    secrets = repo_copy.deployments / "gcp-us-central1-b" / "secrets" / "staging.enc.yaml"
+    encrypt(SECRETS, secrets)
+    lines = secrets.read_text().splitlines(keepends=True)
+    ids = [i for i, line in enumerate(lines) if "client_id:" in line or "client_secret:" in line]
+    first, second = (lines[i].split(": ", 1) for i in ids)
+    lines[ids[0]], lines[ids[1]] = f"{first[0]}: {second[1]}", f"{second[0]}: {first[1]}"
+    secrets.write_text("".join(lines))
+    code, out = _validate_output(repo_copy, capsys)
+    assert code == 1
+    failures = [line for line in out.splitlines() if str(secrets) in line]
+    assert len(failures) == 1 and "cannot decrypt" in failures[0], out
+    assert "Traceback" not in out and "REPLACE-ME" not in out
+
+
+def test_decrypted_values_never_appear_in_messages(repo_copy, encrypt, sops_env, capsys):
+    secrets = repo_copy.deployments / "gcp-us-central1-b" / "secrets" / "staging.enc.yaml"
+    # An int where the hub wants a string: the trait's message would quote it.
+    encrypt(SECRETS.replace("REPLACE-ME-client-id", "9876543210"), secrets)
+    code, out = _validate_output(repo_copy, capsys)
+    assert code == 1
+    assert "GitHubOAuthenticator.client_id: The 'client_id' trait expected a unicode string" in out
+    assert "9876543210" not in out and "<secret>" in out
+
+
+def test_render_never_prints_decryptable_secrets(repo_copy, encrypt, sops_env, capsys):
+    from pangeo_cloud.cli import main
+
+    secrets = repo_copy.deployments / "gcp-us-central1-b" / "secrets" / "staging.enc.yaml"
+    encrypt(SECRETS, secrets)
+    root = ["--root", str(repo_copy.root), "render", "gcp-us-central1-b", "staging"]
+    for extra in (["--values"], ["--layers"], []):
+        assert main([*root, *extra]) == 0
+        out = capsys.readouterr()
+        assert "REPLACE-ME" not in out.out + out.err, extra

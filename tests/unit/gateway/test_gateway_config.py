@@ -54,8 +54,10 @@ def test_kubernetes():
         "jupyterhub_service_name": SERVICE_NAME,
         "use_service_access_scopes": True,
     }
-    # The chart chooses backend and authenticator classes itself.
-    assert "backend_class" not in c.DaskGateway
+    # Our subclass of the chart's KubeBackend (per-user limits, clusters stopped with
+    # their server), reading the same settings; the chart chooses the authenticator.
+    assert c.DaskGateway.backend_class == "pangeo_cloud.gateway.kube.PangeoKubeBackend"
+    assert c.PangeoBackendMixin.settings == SETTINGS
     assert "authenticator_class" not in c.DaskGateway
 
 
@@ -107,8 +109,8 @@ def test_refuses_bad_input():
         configure(Config(), {"gateway": {}}, backend="kubernetes")
 
 
-# aiohttp: dask-gateway-server's own HTTP library, in every gateway image.
-ALLOWED = {"dask_gateway_server", "traitlets", "aiohttp", "pangeo_cloud"}
+# aiohttp: dask-gateway-server's own web framework, so in every gateway image.
+ALLOWED = {"dask_gateway_server", "traitlets", "pangeo_cloud", "aiohttp"}
 ALLOWED_OURS = ("pangeo_cloud.scratch", "pangeo_cloud.gateway")
 
 
@@ -154,6 +156,10 @@ FRESH_INTERPRETER = textwrap.dedent(
     from dask_gateway_server.backends.kubernetes.backend import KubeClusterConfig
     from dask_gateway_server.models import User
 
+    from traitlets.utils.importstring import import_item
+    from dask_gateway_server.backends.kubernetes.backend import KubeBackend
+    backend = import_item(c.DaskGateway.backend_class)  # as DaskGateway resolves it
+
     options = c.Backend.cluster_options
     requested = options.parse_options({"worker_cores": 4, "environment": {"A": "1"}})
     user = User("Ann", groups=["pangeo-data:power-users"])
@@ -167,6 +173,8 @@ FRESH_INTERPRETER = textwrap.dedent(
         error = str(exc)
     print(json.dumps({
         "module_file": config.__file__,
+        "backend_file": sys.modules[backend.__module__].__file__,
+        "backend_is_kube": issubclass(backend, KubeBackend),
         "section": section,
         "auth": auth,
         "cluster": {k: cluster.to_dict()[k] for k in (
@@ -201,6 +209,8 @@ def test_extra_config_runs_in_a_fresh_interpreter(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["module_file"] == "<pangeo-cloud-bundle>/pangeo_cloud/gateway/config.py"
+    assert out["backend_file"] == "<pangeo-cloud-bundle>/pangeo_cloud/gateway/kube.py"
+    assert out["backend_is_kube"] is True
     assert out["section"] == {
         "image": "pangeo/pangeo-notebook:2026.11.18",
         "worker_cores_limit": 2,

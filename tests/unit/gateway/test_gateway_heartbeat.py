@@ -15,15 +15,16 @@ from dask_gateway_server.backends.kubernetes import KubeBackend
 from dask_gateway_server.backends.local import UnsafeLocalBackend
 from traitlets.config import Config
 
-from pangeo_cloud.gateway.heartbeat import HeartbeatProbeMixin, ProbingLocalBackend
+from pangeo_cloud.gateway.backend import PangeoLocalBackend
+from pangeo_cloud.gateway.heartbeat import HeartbeatProbeMixin
 
 
 def test_hooks_override_upstream_methods():
     for name in ("_check_timeouts", "on_cluster_heartbeat"):
         upstream = getattr(DBBackendBase, name)
         assert inspect.iscoroutinefunction(upstream), name
-        assert getattr(ProbingLocalBackend, name) is getattr(HeartbeatProbeMixin, name)
-        assert getattr(ProbingLocalBackend, name) is not upstream
+        assert getattr(PangeoLocalBackend, name) is getattr(HeartbeatProbeMixin, name)
+        assert getattr(PangeoLocalBackend, name) is not upstream
     # The upstream check that fails clusters compares this timeout with last_heartbeat.
     source = inspect.getsource(DBBackendBase._check_timeouts)
     assert "last_heartbeat" in source and "cluster_heartbeat_timeout" in source
@@ -38,9 +39,9 @@ def test_kubernetes_backend_has_no_heartbeat_timeout():
 def test_probe_timeout_defaults_to_heartbeat_timeout():
     c = Config()
     c.UnsafeLocalBackend.cluster_heartbeat_period = 2
-    backend = ProbingLocalBackend(config=c)
+    backend = PangeoLocalBackend(config=c)
     assert isinstance(backend, UnsafeLocalBackend)
     assert backend.cluster_heartbeat_timeout == 4
     assert backend.heartbeat_probe_timeout == 4
     c.HeartbeatProbeMixin.heartbeat_probe_timeout = 30
-    assert ProbingLocalBackend(config=c).heartbeat_probe_timeout == 30
+    assert PangeoLocalBackend(config=c).heartbeat_probe_timeout == 30

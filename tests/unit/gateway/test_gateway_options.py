@@ -48,7 +48,17 @@ def test_specification_shown_to_users():
         f["field"]: f
         for f in make_options(Policy.from_settings(SETTINGS), "kubernetes").get_specification()
     }
-    assert list(spec) == ["worker_cores", "worker_memory", "image", "environment", "idle_timeout"]
+    assert list(spec) == [
+        "worker_cores",
+        "worker_memory",
+        "image",
+        "environment",
+        "idle_timeout",
+        "keep_after_server_stops",
+    ]
+    # Clusters stop with the server unless the user asks otherwise.
+    assert spec["keep_after_server_stops"]["default"] is False
+    assert spec["keep_after_server_stops"]["spec"] == {"type": "bool"}
     assert spec["worker_cores"]["spec"] == {"type": "int", "min": 1, "max": 8}
     assert spec["worker_cores"]["default"] == 2
     assert spec["worker_memory"]["spec"] == {"type": "float", "min": 1.0, "max": 32.0}
@@ -66,6 +76,7 @@ async def test_defaults(kind):
         "image": "",
         "environment": {},
         "idle_timeout": 1800.0,
+        "keep_after_server_stops": False,
     }
     assert isinstance(config, CLASSES[kind])
     assert config.worker_cores == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pangeo_cloud.gateway.policy import GIB, GatewaySettingsError, Limits, Policy
+from pangeo_cloud.gateway.policy import GIB, GatewaySettingsError, Limits, Policy, UserLimits
 
 VALUES = Path(__file__).resolve().parents[3] / "helm-chart" / "pangeo-cloud" / "values.yaml"
 SCRATCH = {"url": "gs://pangeo-scratch"}
@@ -30,6 +30,8 @@ def test_chart_defaults_parse():
     assert policy.worker_memory_gib.default == 8
     assert policy.limits == Limits(cores=80, memory_gib=320, workers=40)
     assert policy.group_limits == {}
+    assert policy.user_limits == UserLimits(clusters=4, cores=100, memory_gib=400, workers=50)
+    assert policy.stop_with_server is True and policy.server_check_seconds == 30
     # The code's defaults for missing keys are the chart's.
     assert Policy.from_settings({"scratch": SCRATCH}) == Policy.from_settings(
         {**pangeo, "scratch": SCRATCH}
@@ -58,6 +60,13 @@ def test_limits_in_cluster_config_units():
             "jupyterhub.custom.pangeo.gateway.workerCores.max must be an integer, got 2.5",
         ),
         (settings(workerCores={"maximum": 2}), "gateway.workerCores: unknown key(s) ['maximum']"),
+        (settings(userMaxClusters=1.5), "gateway.userMaxClusters must be an integer, got 1.5"),
+        (settings(userMaxCores="many"), "gateway.userMaxCores must be a number, got 'many'"),
+        (
+            settings(stopClustersWithServer="yes"),
+            "gateway.stopClustersWithServer must be true or false, got 'yes'",
+        ),
+        (settings(serverCheckSeconds=0), "gateway.serverCheckSeconds must be >= 1, got 0"),
         (settings(workerMemoryGiB={"min": 0}), "gateway.workerMemoryGiB.min must be > 0"),
         (settings(idleTimeout=-1), "gateway.idleTimeout must be >= 0, got -1"),
         (settings(idleTimeout="1h"), "gateway.idleTimeout must be a number, got '1h'"),
@@ -105,3 +114,30 @@ def test_group_limits_replace_defaults_and_most_generous_wins():
 
 def test_idle_timeout_zero_means_none():
     assert Policy.from_settings(settings(idleTimeout=0)).idle_timeout == 0
+
+
+def test_user_limits_per_group_most_generous_wins():
+    policy = Policy.from_settings(
+        settings(
+            userMaxClusters=2,
+            userMaxCores=20,
+            userMaxMemoryGiB=None,
+            userMaxWorkers=10,
+            groupLimits={
+                "org:power": {"userMaxClusters": 5, "userMaxWorkers": 40, "clusterMaxWorkers": 9},
+                "org:more-clusters": {"userMaxClusters": 8},
+                "org:unlimited": {"userMaxCores": None},
+            },
+        )
+    )
+    assert policy.user_limits_for([]) == UserLimits(
+        clusters=2, cores=20, memory_gib=None, workers=10
+    )
+    assert policy.user_limits_for({"org:power", "org:more-clusters"}) == UserLimits(
+        clusters=8, cores=20, memory_gib=None, workers=40
+    )
+    assert policy.user_limits_for({"org:unlimited"}).cores is None
+    # Cluster and user keys in one group entry are independent.
+    assert policy.limits_for({"org:power"}).workers == 9
+    assert not policy.user_limits_for([]).unlimited
+    assert UserLimits(None, None, None, None).unlimited

@@ -9,6 +9,22 @@ from hub_unit_support import DUMMY_KUBECONFIG, FAKE_HUB, fake_user
 from traitlets.config import Config
 
 
+@pytest.fixture(autouse=True)
+def broker_health_standin(monkeypatch):
+    """No scratch-credentials broker runs in hub unit tests: its health check passes.
+
+    The real check is tested in tests/unit/broker (against a real HTTP server)
+    and end to end in tests/integration/scratch.
+    """
+    calls: list[dict[str, Any]] = []
+
+    async def check_broker(settings: dict[str, Any]) -> None:
+        calls.append(settings)
+
+    monkeypatch.setattr("pangeo_cloud.hub.spawn.check_broker", check_broker)
+    return calls
+
+
 @pytest.fixture
 def offline_kubeconfig(tmp_path, monkeypatch):
     path = tmp_path / "kubeconfig"
