@@ -99,25 +99,20 @@ def test_team_member_logs_in_spawns_a_profile_and_reaches_the_server(prod_hub) -
     try:
         _login_and_spawn(hub, hub_values)
     finally:
-        _stop_server(hub, USER)
+        # Pods share this machine's network: the next test's server needs the port.
+        _api(hub, "DELETE", f"users/{USER}/server")
+        wait_for(
+            "the user's pod to be deleted",
+            lambda: not [p for p in _pods(hub) if p["metadata"]["name"] == f"jupyter-{USER}"],
+            180,
+            hub.kubelet,
+        )
 
 
-def _stop_server(hub, user: str) -> None:
-    """Stop and wait: pods share this machine's network, the next server needs the port."""
-    _api(hub, "DELETE", f"users/{user}/server")
-    wait_for(
-        f"the pod of {user} to be deleted",
-        lambda: not [p for p in _pods(hub) if p["metadata"]["name"] == f"jupyter-{user}"],
-        180,
-        hub.kubelet,
-    )
-
-
-def _login_and_spawn(hub, hub_values: dict[str, Any], user: str = USER) -> dict[str, Any]:
-    """Log in as ``user`` with GitHub, start PROFILE, reach JupyterLab; returns the pod."""
+def _login_and_spawn(hub, hub_values: dict[str, Any]) -> None:
     client = httpx.Client(follow_redirects=True, timeout=60)
     with closing(client):
-        hub.github.next_user = user
+        hub.github.next_user = USER
         r = client.get(f"{hub.url}hub/oauth_login", params={"next": "/hub/spawn"})
         assert r.status_code == 200, f"{r.status_code}: {page_text(r)[:2000]}"
         assert r.url.path == "/hub/spawn", r.url
@@ -130,7 +125,7 @@ def _login_and_spawn(hub, hub_values: dict[str, Any], user: str = USER) -> dict[
         assert r.status_code == 200, f"{r.status_code}: {page_text(r)[:2000]}"
 
         def ready() -> bool:
-            server = (_api(hub, "GET", f"users/{user}").json().get("servers") or {}).get("")
+            server = (_api(hub, "GET", f"users/{USER}").json().get("servers") or {}).get("")
             assert server is not None, "the server stopped while starting:\n" + hub.logs("hub")
             return bool(server.get("ready"))
 
@@ -139,21 +134,16 @@ def _login_and_spawn(hub, hub_values: dict[str, Any], user: str = USER) -> dict[
         # The browser's way in: the server's own OAuth with the hub, then its API.
         # (Polled: kwok reports the pod ready before the stand-in's process listens.)
         def lab() -> httpx.Response | None:
-            page = client.get(f"{hub.url}user/{user}/lab")
+            page = client.get(f"{hub.url}user/{USER}/lab")
             return page if page.status_code == 200 else None
 
         page = wait_for("JupyterLab through the proxy", lab, 120, hub.kubelet)
-        assert page.url.path == f"/user/{user}/lab", page.url
-        status = client.get(f"{hub.url}user/{user}/api/status")
+        assert page.url.path == f"/user/{USER}/lab", page.url
+        status = client.get(f"{hub.url}user/{USER}/api/status")
         assert status.status_code == 200, status.text
         assert "started" in status.json()
 
-    pod = next(p for p in _pods(hub) if p["metadata"]["name"] == f"jupyter-{user}")
-    _check_placement(hub, hub_values, pod)
-    return pod
-
-
-def _check_placement(hub, hub_values: dict[str, Any], pod: dict[str, Any]) -> None:
+    pod = next(p for p in _pods(hub) if p["metadata"]["name"] == f"jupyter-{USER}")
     assert pod["spec"]["schedulerName"] == f"{hub.stage}-user-scheduler"
     node = json.loads(
         hub.plane.kubectl("get", "node", pod["spec"]["nodeName"], "-o", "json").stdout
@@ -201,10 +191,24 @@ def test_gke_user_pods_can_reach_the_workload_identity_metadata_server(prod_hub)
     name = "wi-probe"
     team = hub.values["jupyterhub"]["hub"]["config"]["GitHubOAuthenticator"]
     hub.github.add_user(name, teams=[team["allowed_organizations"][0]])
+    assert _api(hub, "POST", f"users/{name}").status_code == 201
     try:
-        pod = _login_and_spawn(hub, hub.values["jupyterhub"], name)
+        assert _api(hub, "POST", f"users/{name}/server").status_code in (201, 202)
+        pod = wait_for(
+            "the probe's pod",
+            lambda: next((p for p in _pods(hub) if p["metadata"]["name"] == f"jupyter-{name}"), 0),
+            120,
+            hub.kubelet,
+        )
     finally:
-        _stop_server(hub, name)
+        _api(hub, "DELETE", f"users/{name}/server")
+        wait_for(
+            "the probe's pod to be deleted",
+            lambda: not [p for p in _pods(hub) if p["metadata"]["name"] == f"jupyter-{name}"],
+            180,
+            hub.kubelet,
+        )
+        _api(hub, "DELETE", f"users/{name}")
     blocking = [
         c["name"]
         for c in pod["spec"].get("initContainers") or []
