@@ -20,7 +20,8 @@ identity of their Kubernetes ServiceAccount, which the cloud provides:
 
 Both are used by the kubelet stand-in as a node-level hook
 (:meth:`pod_identity`): from the pod's ServiceAccount they return environment
-variables and files for the pod. What differs from the clouds, on purpose:
+variables and files for the pod; every pod gets the stand-ins' endpoints,
+only a pod of the bound ServiceAccount gets credentials. What differs from the clouds, on purpose:
 the cloud endpoints are not reachable, so the pod also gets the variables that
 point its clients at the stand-ins (``GCE_METADATA_HOST``/``GCE_METADATA_IP``
 and ``STORAGE_EMULATOR_HOST`` for Google's clients, ``AWS_ENDPOINT_URL`` for
@@ -297,17 +298,17 @@ class GkeWorkloadIdentityStandIn:
 
     def pod_identity(self, account: dict[str, Any], token_for: TokenFor) -> PodIdentity:
         annotations = account.get("metadata", {}).get("annotations") or {}
-        if annotations.get(GKE_ANNOTATION) != self.email:
-            return {}, {}  # no binding: the pod gets no Google credentials
         env = {
-            "GCE_METADATA_HOST": self._metadata.address,
-            "GCE_METADATA_IP": self._metadata.address,
+            # Google's endpoints, for every pod (the cloud's API is the stand-in).
             "STORAGE_EMULATOR_HOST": f"http://{self._storage.address}",
             # gcsfs >= 2026.10 first asks the gRPC Storage Control API for the
             # bucket's layout (60 s of retries before falling back to JSON),
             # which the stand-in does not serve.
             "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
         }
+        if annotations.get(GKE_ANNOTATION) == self.email:
+            # Bound to the Google service account: the metadata server answers.
+            env["GCE_METADATA_HOST"] = env["GCE_METADATA_IP"] = self._metadata.address
         return env, {}
 
 
@@ -352,7 +353,8 @@ class AwsIrsaStandIn:
     def pod_identity(self, account: dict[str, Any], token_for: TokenFor) -> PodIdentity:
         role = (account.get("metadata", {}).get("annotations") or {}).get(IRSA_ANNOTATION)
         if not role:
-            return {}, {}
+            # No IAM role: only AWS's endpoints (the stand-in), no credentials.
+            return {"AWS_ENDPOINT_URL": self.url}, {}
         token_file = f"{IRSA_TOKEN_DIR}/token"
         env = {
             "AWS_ROLE_ARN": role,

@@ -22,15 +22,18 @@ on this machine, from what the API server holds, the way a node would:
   added to the loopback device and each port forwards TCP to a ready endpoint
   (EndpointSlices, filled by the real endpoint controller from pod IPs) whose
   pod the kubelet stand-in runs; the ``kubernetes`` Service forwards to the API
-  server. A Service whose port equals its target port gets no forwarder: the
-  pod's own wildcard listener answers on the ClusterIP (and so would any
-  process listening on that port on all addresses).
+  server.
 * :class:`VolumeProvisionerStandIn` (a cloud disk provisioner's job): a pending
   claim gets a PersistentVolume pre-bound to it, backed by a directory.
 
 What differs from a node, on purpose: pods share the machine's network
-namespace (a process binding ``0.0.0.0:P`` takes port P on every address, so
-two pods that both bind the same wildcard port cannot run at once); images are
+namespace. So that a server listening on "all addresses" listens on its pod's
+addresses only, as in a cluster, each container runs with a small LD_PRELOAD
+library (``podbind.c``, compiled at start; ``LD_PRELOAD``, ``PANGEO_POD_IP`` and
+``PANGEO_POD_IP6`` in its environment) that turns ``bind()`` to ``0.0.0.0`` /
+``::`` into ``bind()`` to the pod's IPv4 / IPv6 address (statically linked
+programs such as the Go binaries are not covered; a pod's ``localhost`` is the
+machine's); images are
 not pulled (the :class:`ImageStandIn` maps them to installed programs); init
 containers whose image is unknown are skipped and logged.
 
@@ -61,6 +64,9 @@ from typing import Any
 from pangeo_cloud.testing.k8s import ControlPlane
 
 PODLAUNCH = Path(__file__).with_name("podlaunch.py")
+PODBIND_SOURCE = Path(__file__).with_name("podbind.c")
+# Where the pod network shim appears inside each pod (bound by podlaunch).
+PODBIND_IN_POD = "/usr/local/lib/pangeo-cloud-podbind.so"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\$")
@@ -72,7 +78,7 @@ def missing_privileges() -> str | None:
     """Why pods cannot be run here (None if they can): root, unshare, ip, mount."""
     if os.geteuid() != 0:
         return "the kubelet stand-in needs root (mount namespaces, loopback addresses)"
-    for tool in ("unshare", "ip", "mount"):
+    for tool in ("unshare", "ip", "mount", "gcc"):
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed (needed by the kubelet stand-in)"
     probe = subprocess.run(
@@ -95,11 +101,35 @@ def missing_privileges() -> str | None:
 
 def _loopback_address(ip: str, add: bool) -> None:
     action = "add" if add else "del"
+    family, prefix = ("-6", 128) if ":" in ip else ("-4", 32)
     proc = subprocess.run(
-        ["ip", "addr", action, f"{ip}/32", "dev", "lo"], capture_output=True, text=True, check=False
+        ["ip", family, "addr", action, f"{ip}/{prefix}", "dev", "lo"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if add and proc.returncode != 0 and "File exists" not in proc.stderr:
-        raise RuntimeError(f"ip addr add {ip}/32 dev lo: {proc.stderr.strip()}")
+        raise RuntimeError(f"ip addr add {ip}/{prefix} dev lo: {proc.stderr.strip()}")
+
+
+def pod_ip6(ip: str) -> str:
+    """The pod's IPv6 address (a ULA derived from its IPv4 address)."""
+    return "fd00::" + ":".join(f"{int(o):x}" for o in ip.split("."))
+
+
+def build_podbind(directory: Path) -> Path:
+    """Compile the pod network shim (podbind.c) into ``directory``."""
+    out = directory / "podbind.so"
+    proc = subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(PODBIND_SOURCE), "-ldl"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the pod network shim: {proc.stderr.strip()}")
+    out.chmod(0o755)
+    return out
 
 
 @dataclass(frozen=True)
@@ -282,21 +312,6 @@ class ServiceProxyStandIn:
         key = (ip, port["port"])
         if key in self.forwarders:
             return
-        target_port = port.get("targetPort", port["port"])
-        if isinstance(target_port, str):  # a named container port: as the endpoints say
-            known = self.endpoints.get((name, port.get("name") or ""))
-            if not known:
-                return  # no endpoint yet: decide at a later sync
-            target_port = known[0][1]
-        if ns != "default" and target_port == port["port"]:
-            # Same port: the pod's own wildcard listener (shared network namespace)
-            # answers on the ClusterIP too, and a forwarder there would take the
-            # port away from the pod.
-            self.forwarders[key] = None
-            if ip not in self.addresses:
-                _loopback_address(ip, True)
-                self.addresses.add(ip)
-            return
         if ip not in self.addresses:
             _loopback_address(ip, True)
             self.addresses.add(ip)
@@ -315,10 +330,9 @@ class ServiceProxyStandIn:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-            # A pod binds this port on every address (shared network namespace):
-            # connections to the ClusterIP reach that pod directly.
+            # A process outside the pod network binds this port on every address.
             self.forwarders[key] = None
-            self.log(f"service {name} {ip}:{port['port']}: served by a wildcard listener")
+            self.log(f"service {name} {ip}:{port['port']}: port taken by another process")
 
     def stop(self) -> None:
         for fwd in self.forwarders.values():
@@ -427,6 +441,7 @@ class KubeletStandIn:
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> KubeletStandIn:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.podbind = build_podbind(self.state_dir)
         self._thread = threading.Thread(target=self._run, name="kubelet-stand-in", daemon=True)
         self._thread.start()
         return self
@@ -505,6 +520,7 @@ class KubeletStandIn:
         pod_dir.mkdir(parents=True)
         pod_dir.chmod(0o755)
         _loopback_address(ip, True)
+        _loopback_address(pod_ip6(ip), True)
         volumes = self._volumes(pod, pod_dir)
         identity = self._identity(pod, pod_dir)
         grace = min(float(pod["spec"].get("terminationGracePeriodSeconds") or 30), 15.0)
@@ -584,6 +600,7 @@ class KubeletStandIn:
                 proc.wait(10)
         if running.ip not in {p.ip for p in self.pods.values()}:
             _loopback_address(running.ip, False)
+            _loopback_address(pod_ip6(running.ip), False)
         self.log(f"stopped pod {name}")
 
     def _volumes(self, pod: dict[str, Any], pod_dir: Path) -> dict[str, str]:
@@ -756,6 +773,9 @@ class KubeletStandIn:
         # The kubelet always sets these, whatever enableServiceLinks says.
         env["KUBERNETES_SERVICE_HOST"] = KUBERNETES_SERVICE_IP
         env["KUBERNETES_SERVICE_PORT"] = "443"
+        # The pod network (module docstring).
+        ip = pod["status"]["podIP"]
+        env.update(PANGEO_POD_IP=ip, PANGEO_POD_IP6=pod_ip6(ip), LD_PRELOAD=PODBIND_IN_POD)
         return env
 
     def _env_value(self, pod: dict[str, Any], var: dict[str, Any], env: dict[str, str]) -> str:
@@ -796,7 +816,8 @@ class KubeletStandIn:
         argv = [expand(a, env) for a in raw]
         if not argv:
             raise RuntimeError(f"pod {pod['metadata']['name']}: no command for {container['name']}")
-        mounts: list[tuple[str, str, bool]] = [(s, t, True) for t, s in image.binds.items()]
+        mounts: list[tuple[str, str, bool]] = [(str(self.podbind), PODBIND_IN_POD, True)]
+        mounts += [(s, t, True) for t, s in image.binds.items()]
         for m in container.get("volumeMounts") or []:
             source = volumes[m["name"]]
             if m.get("subPath"):

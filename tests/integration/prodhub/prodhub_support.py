@@ -50,7 +50,7 @@ from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import Layer, merge_all, values_layers
 from pangeo_cloud.deploy.helm import missing_subcharts, split_manifests
 from pangeo_cloud.ports import free_ports
-from pangeo_cloud.testing.cloud import GKE_ANNOTATION, AwsIrsaStandIn, GkeWorkloadIdentityStandIn
+from pangeo_cloud.testing.cloud import AwsIrsaStandIn, GkeWorkloadIdentityStandIn
 from pangeo_cloud.testing.github import GitHubStandIn
 from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec, tools_dir
 from pangeo_cloud.testing.kubelet import ImageStandIn, KubeletStandIn, forward
@@ -315,12 +315,13 @@ def production_hub(
 
 @contextlib.contextmanager
 def _cloud_identity(cloud: str, values: dict[str, Any]) -> Iterator[Any]:
-    """The cloud's workload identity and scratch store (pangeo_cloud.testing.cloud)."""
+    """The cloud's workload identity and scratch store (pangeo_cloud.testing.cloud),
+    for the one identity with bucket access: the scratch-credentials broker's."""
     scratch = values["jupyterhub"]["custom"]["pangeo"]["scratch"]
     bucket = urlparse(scratch["url"]).netloc
-    annotations = values["userServiceAccount"].get("annotations") or {}
+    broker = values["scratchBroker"]
     if cloud == "gcp":
-        email = annotations[GKE_ANNOTATION]
+        email = broker["gcp"]["serviceAccount"]
         stand_in: Any = GkeWorkloadIdentityStandIn(email, scratch["project"], [bucket])
     else:
         stand_in = AwsIrsaStandIn([bucket], scratch["region"])
