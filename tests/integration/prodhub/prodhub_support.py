@@ -310,6 +310,9 @@ def production_hub(
             return _hub_up(public_url)
 
         wait_for("the hub to answer through the proxy", hub_up, 240, kubelet)
+        # kwok reports pods Ready at once; wait until every pod the stand-in runs
+        # listens on its declared ports (the broker's readiness, in a cluster).
+        wait_for("the pods' ports to listen", lambda: _pods_listening(kubelet), 120, kubelet)
         yield hub
 
 
@@ -404,6 +407,25 @@ def _delete_objects(plane: ControlPlane, docs: list[dict[str, Any]]) -> None:
     for doc in docs:
         plane.kubectl("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found",
                       "--wait=false", check=False)  # fmt: skip
+
+
+def _pods_listening(kubelet: KubeletStandIn) -> bool:
+    import socket
+
+    pods = kubelet.api.items(f"/api/v1/namespaces/{kubelet.namespace}/pods")
+    for pod in pods:
+        running = kubelet.pods.get(pod["metadata"]["name"])
+        if running is None:
+            continue
+        for container in pod["spec"]["containers"]:
+            if container["image"].startswith("registry.k8s.io/kube-scheduler"):
+                continue  # two replicas share one wildcard port here (Go ignores the shim)
+            for port in container.get("ports") or []:
+                try:
+                    socket.create_connection((running.ip, port["containerPort"]), 2).close()
+                except OSError:
+                    return False
+    return True
 
 
 def _hub_up(url: str) -> bool:
