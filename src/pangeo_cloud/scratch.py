@@ -84,10 +84,16 @@ def broker_env(settings: dict | None) -> dict[str, str]:
     """Where clients fetch their scratch credentials (``scratch.broker``), if configured.
 
     ``PANGEO_SCRATCH_BROKER_URL`` is read by the broker's client
-    (:mod:`pangeo_cloud.broker.client`); for ``s3://``, ``AWS_CONFIG_FILE`` names
-    the config whose ``credential_process`` runs that client. botocore reads
+    (:mod:`pangeo_cloud.broker.client`). For ``s3://``, ``AWS_CONFIG_FILE`` names
+    the config whose ``credential_process`` runs that client; botocore reads
     explicit keys (``AWS_ACCESS_KEY_ID`` ..., then ``~/.aws/credentials``) before
-    ``credential_process``, so a user's own credentials still win.
+    ``credential_process``, so a user's own credentials still win. For ``gs://``,
+    ``GOOGLE_APPLICATION_CREDENTIALS`` names the ``external_account`` file whose
+    executable (:mod:`pangeo_cloud.broker.google_client`) hands google-auth the
+    process's JupyterHub token to exchange at the broker; google-auth runs
+    executables only when ``GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1``.
+    Credentials passed explicitly (``gcsfs.GCSFileSystem(token=...)``) never
+    read that variable, so they still win.
     """
     settings = settings or {}
     broker = settings.get("broker") or {}
@@ -97,6 +103,17 @@ def broker_env(settings: dict | None) -> dict[str, str]:
         scheme = urlparse(str(settings.get("url") or "")).scheme
         if scheme == "s3" and broker.get("awsConfigFile"):
             env["AWS_CONFIG_FILE"] = str(broker["awsConfigFile"])
+        if scheme == "gs" and broker.get("gcsCredentialsFile"):
+            env["GOOGLE_APPLICATION_CREDENTIALS"] = str(broker["gcsCredentialsFile"])
+            env["GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES"] = "1"
+            # gcsfs >= 2025.x defaults to its "extended" filesystem, which asks the
+            # Storage Control API for the bucket's layout (get_storage_layout with no
+            # prefix, a bucket-wide check: the request's `prefix` field is there for
+            # callers with prefix-only permissions) before operations. A token downscoped
+            # to one prefix is refused that, and gcsfs does not cache the failure, so
+            # every operation would pay a failing call and log a warning; the scratch
+            # bucket is neither zonal nor hierarchical, so the classic one is right.
+            env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
     return env
 
 

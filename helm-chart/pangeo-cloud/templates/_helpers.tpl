@@ -97,3 +97,18 @@ iam.gke.io/gcp-service-account: {{ $b.gcp.serviceAccount | quote }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+gs:// scratch: the Google credentials file of user pods and Dask workers, what
+google_client.external_account_info(<broker url> + "api/token/gcs",
+"python3 -I -S <dir>/google_client.py subject-token") returns (the constants
+are google_client's AUDIENCE and SUBJECT_TOKEN_TYPE; tests/integration/chart
+compares the two). No secret: the executable prints the process's own token.
+*/}}
+{{- define "pangeo-cloud.gcsCredentials" -}}
+{{- $broker := .Values.jupyterhub.custom.pangeo.scratch.broker }}
+{{- $command := printf "python3 -I -S %s/google_client.py subject-token" (dir $broker.gcsCredentialsFile) }}
+{{- $source := dict "executable" (dict "command" $command "timeout_millis" 10000) }}
+{{- $tokenUrl := printf "%s/api/token/gcs" (trimSuffix "/" $broker.url) }}
+{{- dict "type" "external_account" "audience" "//pangeo-cloud/services/scratch-credentials" "subject_token_type" "urn:ietf:params:oauth:token-type:id_token" "token_url" $tokenUrl "credential_source" $source | toPrettyJson }}
+{{- end }}

@@ -11,6 +11,11 @@ Routes (under the service prefix, ``/services/scratch-credentials/``):
   never anything wider. Errors: 401 (no or unknown/expired token), 403 (not a
   user token, or the scope is missing), 503 (the provider failed); each with a
   one-line JSON ``{"error": ...}``.
+- ``POST api/token/gcs`` (gs:// deployments only): the OAuth token endpoint
+  google-auth refreshes users' Google credentials with
+  (:mod:`pangeo_cloud.broker.google_client`, :class:`~.gcs.GCSTokenHandler`);
+  the same token checks and the same prefix as ``api/credentials``, answered
+  as OAuth errors.
 - ``GET api/health``: no authentication; 200 when the provider could issue
   credentials for a probe prefix within the last 15 s (cached), else 503 with
   the reason. The hub checks it before each spawn, ``pangeo-cloud health`` reports it.
@@ -107,6 +112,42 @@ class Broker:
         self.hub_auth = hub_auth
         self._health: tuple[float, str | None] | None = None
 
+    async def authenticate(self, token: str) -> str:
+        """The username of a user token carrying the broker's scope; else HTTPError 401/403.
+
+        Asks the hub every time (no cache), so a revoked token or a removed user
+        is refused at once. The message is one line, safe to show the caller.
+        """
+        if not token:
+            raise web.HTTPError(
+                401, "no JupyterHub token: send 'Authorization: token <JUPYTERHUB_API_TOKEN>'"
+            )
+        model = await self.hub_auth.user_for_token(token, use_cache=False, sync=False)
+        if not model:
+            raise web.HTTPError(
+                401,
+                "the hub does not accept this token "
+                "(unknown, expired, revoked, or its user was removed)",
+            )
+        if model.get("kind", "user") != "user":
+            raise web.HTTPError(
+                403, f"only user tokens get scratch credentials, not a {model.get('kind')} token"
+            )
+        if not self.hub_auth.check_scopes({ACCESS_SCOPE}, model):
+            raise web.HTTPError(403, f"this token lacks the scope {ACCESS_SCOPE}")
+        return model["name"]
+
+    async def issue_for(self, name: str) -> dict:
+        """The provider's credentials for ``name``'s own prefix, never anything wider."""
+        prefix = scratch_key_prefix(self.scratch, name)
+        try:
+            creds = await self.provider.issue(name, prefix, self.lifetime)
+        except ProviderError as exc:
+            log.error("credentials for %s refused: %s", name, exc)
+            raise
+        log.info("issued %s credentials for %s (prefix %s/)", self.provider.scheme, name, prefix)
+        return creds
+
     async def health(self) -> str | None:
         """None when the provider can issue credentials, else why not (cached 15 s)."""
         now = time.monotonic()
@@ -148,34 +189,14 @@ class CredentialsHandler(BaseHandler):
     async def get(self) -> None:
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() not in ("token", "bearer") or not token:
-            return self.fail(
-                401, "no JupyterHub token: send 'Authorization: token <JUPYTERHUB_API_TOKEN>'"
-            )
-        model = await self.broker.hub_auth.user_for_token(token, use_cache=False, sync=False)
-        if not model:
-            return self.fail(
-                401,
-                "the hub does not accept this token "
-                "(unknown, expired, revoked, or its user was removed)",
-            )
-        if model.get("kind", "user") != "user":
-            return self.fail(
-                403, f"only user tokens get scratch credentials, not a {model.get('kind')} token"
-            )
-        if not self.broker.hub_auth.check_scopes({ACCESS_SCOPE}, model):
-            return self.fail(403, f"this token lacks the scope {ACCESS_SCOPE}")
-        name = model["name"]
-        prefix = scratch_key_prefix(self.broker.scratch, name)
+        if scheme.lower() not in ("token", "bearer"):
+            token = ""
+        # A refused token raises HTTPError, answered by write_error in one line.
+        name = await self.broker.authenticate(token.strip())
         try:
-            creds = await self.broker.provider.issue(name, prefix, self.broker.lifetime)
+            creds = await self.broker.issue_for(name)
         except ProviderError as exc:
-            log.error("credentials for %s refused: %s", name, exc)
             return self.fail(503, f"the scratch credential provider failed: {exc}")
-        log.info(
-            "issued %s credentials for %s (prefix %s/)", self.broker.provider.scheme, name, prefix
-        )
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(creds))
@@ -193,12 +214,18 @@ class HealthHandler(BaseHandler):
 def make_app(broker: Broker, prefix: str) -> web.Application:
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     args = {"broker": broker}
-    return web.Application(
-        [
-            (prefix + "api/credentials", CredentialsHandler, args),
-            (prefix + "api/health", HealthHandler, args),
-        ]
-    )
+    routes: list[tuple[str, type[web.RequestHandler], dict[str, Any]]] = [
+        (prefix + "api/credentials", CredentialsHandler, args),
+        (prefix + "api/health", HealthHandler, args),
+    ]
+    if broker.provider.scheme == "gs":
+        # google-auth refreshes users' Google credentials here (see google_client).
+        from pangeo_cloud.broker.gcs import GCSTokenHandler
+        from pangeo_cloud.broker.google_client import TOKEN_ROUTE
+
+        gcs_args = {"authenticate": broker.authenticate, "issue": broker.issue_for}
+        routes.append((prefix + TOKEN_ROUTE, GCSTokenHandler, gcs_args))
+    return web.Application(routes)
 
 
 def build(config: dict[str, Any], hub_auth: Any = None) -> Broker:

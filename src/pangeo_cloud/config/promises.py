@@ -533,6 +533,11 @@ class _Checker:
         scheme = SCRATCH_SCHEME[self.d.cloud]
         if scheme == "s3" and not self.get(*broker, "awsConfigFile"):
             self.fail((*broker, "awsConfigFile"), "s3:// scratch needs the AWS config file path")
+        if scheme == "gs" and not self.get(*broker, "gcsCredentialsFile"):
+            self.fail(
+                (*broker, "gcsCredentialsFile"),
+                "gs:// scratch needs the Google credentials file path",
+            )
         scopes = self.get(
             "jupyterhub", "hub", "config", "Spawner", "server_token_scopes", default=[]
         )

@@ -125,7 +125,11 @@ def _unmask(value: Any) -> Any:
 
 
 def deployment_hub_values(
-    deployment: str = "gcp-us-central1-b", stage: str = "prod", **overrides: Any
+    deployment: str = "gcp-us-central1-b",
+    stage: str = "prod",
+    *,
+    with_broker: bool = False,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """A real stage's merged `jupyterhub:` values (what Helm gives z2jh), then overrides.
 
@@ -136,7 +140,14 @@ def deployment_hub_values(
     each with its reason.
     """
     values = merged_values(deployment, stage, paths=Paths.discover(REPO))
-    return merge(_unmask(values["jupyterhub"]), overrides)
+    hub = _unmask(values["jupyterhub"])
+    if not with_broker:
+        # No scratch-credentials broker runs beside these hubs unless the test
+        # starts one (the broker and its spawn check run with `pangeo-cloud up`
+        # in tests/integration/scratch and the health tests); with it configured
+        # and absent, every spawn here would be refused.
+        hub["custom"]["pangeo"]["scratch"].pop("broker", None)
+    return merge(hub, overrides)
 
 
 @dataclass

@@ -309,3 +309,66 @@ async def test_service_answers_one_line_when_the_hub_is_unreachable():
         server.stop()
     assert exc.value.code == 500
     assert json.loads(exc.value.response.body)["error"].startswith("Failed to connect to Hub API")
+
+
+async def test_gcs_token_route_refuses_in_one_line_when_the_hub_is_unreachable():
+    from google.oauth2.credentials import Credentials
+    from jupyterhub.services.auth import HubAuth
+    from tornado.httpclient import AsyncHTTPClient
+
+    from pangeo_cloud.broker.gcs import GCSProvider
+
+    hub_auth = HubAuth(
+        api_url=f"http://127.0.0.1:{free_port()}/hub/api", api_token="t", cache_max_age=0
+    )
+    # The provider is never reached: authentication fails first.
+    gcs = GCSProvider("bkt", Credentials(token="x"), f"http://127.0.0.1:{free_port()}/v1/token")
+    brokers = {
+        "gs": service.Broker(gcs, {"url": "gs://bkt"}, 60, hub_auth),
+        "s3": service.Broker(S3Provider("b", "arn:aws:iam::1:role/s"), {"url": "s3://b"}, 60, None),
+    }
+    answers = {}
+    for scheme, broker in brokers.items():
+        port = free_port()
+        app = service.make_app(broker, "/services/scratch-credentials/")
+        server = app.listen(port, "127.0.0.1")
+        try:
+            answers[scheme] = await AsyncHTTPClient().fetch(
+                f"http://127.0.0.1:{port}/services/scratch-credentials/api/token/gcs",
+                method="POST",
+                body="grant_type=refresh_token&refresh_token=user-token",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                raise_error=False,
+            )
+        finally:
+            server.stop()
+    assert answers["gs"].code == 500
+    body = json.loads(answers["gs"].body)
+    assert body["error"] == "invalid_grant"
+    assert body["error_description"].startswith("Failed to connect to Hub API")
+    assert answers["s3"].code == 404  # mounted for gs:// deployments only
+
+
+def test_broker_env_per_scheme():
+    from pangeo_cloud.scratch import broker_env
+
+    broker = {
+        "url": "http://b/services/scratch-credentials/",
+        "awsConfigFile": "/etc/s/aws-config",
+        "gcsCredentialsFile": "/etc/s/gcs-credentials.json",
+    }
+    assert broker_env({"url": "s3://x", "broker": broker}) == {
+        "PANGEO_SCRATCH_BROKER_URL": broker["url"],
+        "AWS_CONFIG_FILE": "/etc/s/aws-config",
+    }
+    assert broker_env({"url": "gs://x", "broker": broker}) == {
+        "PANGEO_SCRATCH_BROKER_URL": broker["url"],
+        "GOOGLE_APPLICATION_CREDENTIALS": "/etc/s/gcs-credentials.json",
+        "GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES": "1",
+        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+    }
+    without_file = {"url": broker["url"]}
+    assert broker_env({"url": "gs://x", "broker": without_file}) == {
+        "PANGEO_SCRATCH_BROKER_URL": broker["url"]
+    }
+    assert broker_env({"url": "gs://x"}) == {}

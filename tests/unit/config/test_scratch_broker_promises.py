@@ -99,3 +99,15 @@ def test_broker_must_run_and_be_reachable(repo_copy, after, insert, needle):
     prod.write_text(text[:at] + insert + text[at:])
     errors = promise_failures(repo_copy, "aws-us-west-2/prod")
     assert any(needle in e and "prod.yaml:" in e for e in errors), errors
+
+
+def test_gcp_broker_needs_the_google_credentials_file(repo_copy, edit_yaml):
+    edit_yaml(
+        common(repo_copy, "gcp-us-central1-b"),
+        "        project: pangeo-181919\n",
+        '        project: pangeo-181919\n        broker:\n          gcsCredentialsFile: ""\n',
+    )
+    errors = promise_failures(repo_copy, "gcp-us-central1-b/prod")
+    assert any(
+        "scratch.broker.gcsCredentialsFile" in e and "Google credentials file" in e for e in errors
+    ), errors
