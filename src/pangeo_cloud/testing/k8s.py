@@ -664,6 +664,36 @@ class ControlPlane:
         ]
 
 
+@contextlib.contextmanager
+def session_plane() -> Iterator[ControlPlane]:
+    """The plane for a pytest session (the ``k8s_cluster`` fixtures).
+
+    Skips, naming the script to run, when the binaries have not been built;
+    fails when they are there but the plane does not start; stops the plane at
+    the end only if it was started here (a plane from ``make k8s-up`` stays).
+    """
+    import pytest
+
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(
+            f"loopback Kubernetes binaries missing in {tools_dir()}: {', '.join(missing)}; "
+            f"build them with {INSTALL_SCRIPT} (or `make k8s-tools`)"
+        )
+    if shutil.which("openssl") is None:
+        pytest.skip(f"openssl not on PATH (needed for the certificates); run {INSTALL_SCRIPT}")
+    plane = ControlPlane()
+    try:
+        plane.start()
+    except ControlPlaneError as exc:
+        pytest.fail(f"loopback control plane did not start: {exc}", pytrace=False)
+    try:
+        yield plane
+    finally:
+        if plane.started_here:
+            plane.stop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pangeo_cloud.testing.k8s",

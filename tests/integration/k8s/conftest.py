@@ -8,42 +8,18 @@ run, when the binaries have not been built.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from pangeo_cloud.testing.k8s import (
-    INSTALL_SCRIPT,
-    ControlPlane,
-    ControlPlaneError,
-    missing_binaries,
-    tools_dir,
-)
+from pangeo_cloud.testing.k8s import ControlPlane, session_plane
 
 
 @pytest.fixture(scope="session")
 def k8s_cluster() -> Iterator[ControlPlane]:
-    missing = missing_binaries()
-    if missing:
-        pytest.skip(
-            f"loopback Kubernetes binaries missing in {tools_dir()}: {', '.join(missing)}; "
-            f"build them with {INSTALL_SCRIPT} (or `make k8s-tools`)"
-        )
-    if shutil.which("openssl") is None:
-        pytest.skip(f"openssl not on PATH (needed for the certificates); run {INSTALL_SCRIPT}")
-    plane = ControlPlane()
-    try:
-        plane.start()
-    except ControlPlaneError as exc:
-        # The binaries are there, so a plane that does not come up is a failure.
-        pytest.fail(f"loopback control plane did not start: {exc}", pytrace=False)
-    try:
+    with session_plane() as plane:
         yield plane
-    finally:
-        if plane.started_here:
-            plane.stop()
 
 
 @pytest.fixture
