@@ -79,7 +79,7 @@ app.kubernetes.io/component: scratch-broker
 {{- if hasPrefix "s3://" ($scratch.url | default "") }}
 {{- $provider = dict "roleArn" $b.aws.scratchRoleArn "stsEndpoint" ($b.aws.stsEndpoint | default "") }}
 {{- else }}
-{{- $provider = dict "serviceAccount" $b.gcp.serviceAccount }}
+{{- $provider = dict "serviceAccount" $b.gcp.serviceAccount "tokenUrl" ($b.gcp.stsEndpoint | default "") }}
 {{- end }}
 {{- dict "scratch" $scratch "lifetime" $b.lifetime "provider" $provider | toPrettyJson }}
 {{- end }}

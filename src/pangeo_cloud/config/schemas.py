@@ -78,6 +78,14 @@ def _validator(schema_json: str) -> Any:
     return jsonschema.validators.validator_for(schema)(schema)
 
 
+def _chart_version(directory: Path) -> str | None:
+    try:
+        chart = yaml.safe_load((directory / "Chart.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return str(chart.get("version")) if isinstance(chart, dict) else None
+
+
 def find_upstream(
     name: str, version: str, paths: Paths, explicit: str | Path | None = None
 ) -> UpstreamChart:
@@ -87,10 +95,14 @@ def find_upstream(
         archive = base / f"{name}-{version}.tgz"
         if archive.is_file():
             return _load_cached(archive, archive.stat().st_mtime_ns, name, version)
-        directory = base / f"{name}-{version}"
-        if (directory / "values.yaml").is_file():
-            mtime = (directory / "values.yaml").stat().st_mtime_ns
-            return _load_cached(directory, mtime, name, version)
+        for directory in (base / f"{name}-{version}", base / name):
+            # charts/<name>/ is an unpacked subchart (as helm and render accept
+            # it): only if its Chart.yaml is the pinned version.
+            if directory.name == name and _chart_version(directory) != version:
+                continue
+            if (directory / "values.yaml").is_file():
+                mtime = (directory / "values.yaml").stat().st_mtime_ns
+                return _load_cached(directory, mtime, name, version)
         tried.append(str(base))
     raise ConfigError(
         f"no values schema for {name} {version}: looked in {', '.join(tried)}; run "

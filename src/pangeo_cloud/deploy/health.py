@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 import ssl
@@ -370,16 +371,26 @@ def execute(ws: WebSocket, code: str, timeout: float) -> str:
         if kind == "stream":
             output.append(content.get("text", ""))
         elif kind == "error":
-            error = f"{content.get('ename')}: {content.get('evalue')}"
+            error = _kernel_error(content)
         elif kind == "status" and content.get("execution_state") == "idle":
             idle = True
         elif kind == "execute_reply":
             replied = True
             if content.get("status") != "ok" and error is None:
-                error = f"{content.get('ename')}: {content.get('evalue')}"
+                error = _kernel_error(content)
     if error:
         raise RuntimeError(error)
     return "".join(output)
+
+
+def _kernel_error(content: dict[str, Any]) -> str:
+    """``Name: message``; an exception without a message names where it came from."""
+    name, value = content.get("ename"), content.get("evalue")
+    if value:
+        return f"{name}: {value}"
+    frames = [line for line in content.get("traceback") or [] if "File " in line]
+    where = re.sub(r"\x1b\[[0-9;]*m", "", frames[-1]).strip() if frames else ""
+    return f"{name} with no message" + (f" (raised at {_one_line(where, 160)})" if where else "")
 
 
 # --- the check ----------------------------------------------------------------------

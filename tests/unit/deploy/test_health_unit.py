@@ -43,3 +43,17 @@ def test_cli_without_token_or_domain(repo_paths, capsys, monkeypatch) -> None:
         == 1
     )
     assert "no hub token" in capsys.readouterr().err
+
+
+def test_a_kernel_error_without_message_says_where_it_was_raised() -> None:
+    from pangeo_cloud.deploy.health import _kernel_error
+
+    content = {
+        "ename": "ValueError",
+        "evalue": "",
+        "traceback": ["\x1b[0;31mValueError\x1b[0m", 'File "/opt/dask_gateway/client.py", line 9'],
+    }
+    assert _kernel_error(content) == (
+        'ValueError with no message (raised at File "/opt/dask_gateway/client.py", line 9)'
+    )
+    assert _kernel_error({"ename": "KeyError", "evalue": "'x'"}) == "KeyError: 'x'"
