@@ -104,7 +104,16 @@ def test_gcs_client_configmap_is_what_google_client_builds(gcp):
         google_client.token_url_from(broker_url),
         "python3 -I -S /etc/pangeo-cloud/scratch/google_client.py subject-token",
     )
-    # Mounted where GOOGLE_APPLICATION_CREDENTIALS (scratch.broker_env) points.
+
+
+def test_hub_points_google_credentials_at_the_mounted_file(gcp):
+    """GOOGLE_APPLICATION_CREDENTIALS (scratch.broker_env) names the file the chart mounts."""
+    missing = helm.missing_subcharts(REPO / "helm-chart" / "pangeo-cloud")
+    if missing:
+        pytest.skip(
+            f"subcharts {', '.join(missing)} not in helm-chart/pangeo-cloud/charts/: the hub's "
+            "values Secret is rendered by the jupyterhub subchart"
+        )
     # z2jh hands the hub its values in the `hub` Secret.
     hub = base64.b64decode(named(gcp, "Secret", "hub")["data"]["values.yaml"]).decode()
     assert "gcsCredentialsFile: /etc/pangeo-cloud/scratch/gcs-credentials.json" in hub

@@ -39,6 +39,8 @@ def kube_gateway(k8s_cluster, namespace, tmp_path, upstream_dir: Path):
     if not crd.is_file():
         pytest.skip(f"the dask-gateway CRD is not at {crd}")
     k8s_cluster.kubectl("apply", "--server-side", "-f", str(crd))
+    # A new CRD is served only once Established (listing it at once can 404).
+    k8s_cluster.kubectl("wait", "--for=condition=Established", "--timeout=120s", "-f", str(crd))
     api, proxy = free_ports(2)
     config = textwrap.dedent(
         f"""
