@@ -39,8 +39,16 @@ def kube_gateway(k8s_cluster, namespace, tmp_path, upstream_dir: Path):
     if not crd.is_file():
         pytest.skip(f"the dask-gateway CRD is not at {crd}")
     k8s_cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    # A new CRD is served only once Established (listing it at once can 404).
-    k8s_cluster.kubectl("wait", "--for=condition=Established", "--timeout=120s", "-f", str(crd))
+    # The API server serves a changed CRD's versions a moment after the apply (an
+    # earlier test upgrades this CRD, so Established is already true): wait until
+    # daskclusters can be listed, else the backend's first list answers 404.
+    wait_for(
+        "daskclusters to be served",
+        lambda: (
+            k8s_cluster.kubectl("get", "daskclusters", "-n", namespace, check=False).returncode == 0
+        ),
+        120,
+    )
     api, proxy = free_ports(2)
     config = textwrap.dedent(
         f"""
