@@ -38,10 +38,12 @@ def kube_gateway(k8s_cluster, namespace, tmp_path, upstream_dir: Path):
     crd = upstream_dir / CRD
     if not crd.is_file():
         pytest.skip(f"the dask-gateway CRD is not at {crd}")
-    k8s_cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    # The API server serves a changed CRD's versions a moment after the apply (an
-    # earlier test upgrades this CRD, so Established is already true): wait until
-    # daskclusters can be listed, else the backend's first list answers 404.
+    # Exactly the pinned CRD: the deploy tests leave an upgraded copy of it (another
+    # version served) on the shared plane, under which daskclusters never list here.
+    k8s_cluster.kubectl("delete", "--ignore-not-found", "--wait=true", "-f", str(crd))
+    k8s_cluster.kubectl("create", "-f", str(crd))
+    # A new CRD is served a moment after it is created: wait until daskclusters
+    # can be listed, else the backend's first list answers 404.
     wait_for(
         "daskclusters to be served",
         lambda: (
