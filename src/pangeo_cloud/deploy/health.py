@@ -56,6 +56,19 @@ from pangeo_cloud.deploy.tools import ToolError
 from pangeo_cloud.hub.service_users import make_ticket
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+# The steps of a full check, in order (module docstring); tests compare with it.
+STEPS = (
+    "hub",
+    "scratch-broker",
+    "create-user",
+    "start-server",
+    "server-ready",
+    "user-token",
+    "kernel",
+    "scratch",
+    "scratch-isolation",
+    "dask-gateway",
+)
 USER_PREFIX = "health-check-"
 BROKER_SERVICE = "scratch-credentials"
 MARKER = "PANGEO_HEALTH_OK"

@@ -25,7 +25,7 @@ import time
 import httpx
 import pytest
 
-from pangeo_cloud.deploy.health import HealthError, HealthOptions, Retry, run_health
+from pangeo_cloud.deploy.health import STEPS, HealthError, HealthOptions, Retry, run_health
 from pangeo_cloud.hub.service_users import make_ticket
 from pangeo_cloud.local.harness import UpProcess
 from pangeo_cloud.testing.github import GitHubStandIn
@@ -34,18 +34,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 TEAM = "pangeo-data:health-test-team"
 CLIENT_ID, CLIENT_SECRET = "health-test-client", "health-test-secret"
-STEPS = [
-    "hub",
-    "scratch-broker",
-    "create-user",
-    "start-server",
-    "server-ready",
-    "user-token",
-    "kernel",
-    "scratch",
-    "scratch-isolation",
-    "dask-gateway",
-]
 
 
 @pytest.fixture(scope="module", params=["gcp-us-central1-b", "aws-us-west-2"])
@@ -84,7 +72,7 @@ def test_every_step_passes_and_nothing_is_left(prod_hub) -> None:
         HealthOptions(prod_hub.url, prod_hub.token, start_timeout=240, exec_timeout=300),
         out=lines.append,
     )
-    assert [line.split()[1] for line in done] == STEPS, lines
+    assert [line.split()[1] for line in done] == list(STEPS), lines
     assert "ticket of service health-check" in done[STEPS.index("create-user")]
     scratch = next(line for line in done if line.split()[1] == "scratch")
     assert "/health-2dcheck-" in scratch  # the escaped name's own prefix

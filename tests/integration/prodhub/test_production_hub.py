@@ -43,6 +43,7 @@ from prodhub_support import (
     wait_for,
 )
 
+from pangeo_cloud.deploy.health import STEPS
 from pangeo_cloud.testing.kubelet import missing_privileges
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
@@ -53,17 +54,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.timeout(1500
 STAGES = [("gcp-us-central1-b", "prod"), ("aws-us-west-2", "prod")]
 USER = "alice-prod"
 PROFILE = "small"
-STEPS_BEFORE_DASK = [
-    "hub",
-    "scratch-broker",
-    "create-user",
-    "start-server",
-    "server-ready",
-    "user-token",
-    "kernel",
-    "scratch",
-    "scratch-isolation",
-]
+STEPS_BEFORE_DASK = list(STEPS[: STEPS.index("dask-gateway")])
 # Gaps of the stand-ins (not of the deployments), recognised by their exact
 # symptom; any other failure fails the test.
 GCP_STS_GAP = (
