@@ -47,7 +47,7 @@ from urllib.parse import urlparse
 import yaml
 
 from pangeo_cloud.config import Paths, load_deployment
-from pangeo_cloud.config.layering import Layer, merge_all, values_layers
+from pangeo_cloud.config.layering import Layer, merge, merge_all, values_layers
 from pangeo_cloud.deploy.helm import missing_subcharts, split_manifests
 from pangeo_cloud.ports import free_ports
 from pangeo_cloud.testing.cloud import AwsIrsaStandIn, GkeWorkloadIdentityStandIn
@@ -80,6 +80,15 @@ def subcharts_missing() -> str | None:
 def chp_missing() -> str | None:
     if not (CHP_DIR / "bin" / "configurable-http-proxy").exists():
         return f"configurable-http-proxy is not installed in {CHP_DIR} (scripts/install-*.sh)"
+    return None
+
+
+def minio_missing() -> str | None:
+    """A skip reason without MinIO (the AWS stand-in's STS and S3)."""
+    from pangeo_cloud.local.objectstore import find_minio
+
+    if find_minio() is None:
+        return "MinIO is not installed (scripts/install-objectstore.sh); the AWS stand-in needs it"
     return None
 
 
@@ -126,23 +135,29 @@ def images(manifests: list[dict[str, Any]], notebook_image: str) -> dict[str, Im
     return out
 
 
-def test_values(gh: GitHubStandIn, public_url: str, token: str) -> dict[str, Any]:
-    """The test-only layer: what secrets/<stage>.enc.yaml holds, for the stand-ins."""
-    return {
-        "jupyterhub": {
-            "hub": {
-                "config": {
-                    "GitHubOAuthenticator": {
-                        "client_id": gh.client_id,
-                        "client_secret": gh.client_secret,
-                        "oauth_callback_url": f"{public_url}hub/oauth_callback",
-                        "github_url": gh.url,
-                    }
-                },
-                "services": {HEALTH_SERVICE: {"apiToken": token}},
+def test_values(
+    gh: GitHubStandIn, public_url: str, token: str, cloud: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The test-only layer: what secrets/<stage>.enc.yaml holds, for the stand-ins,
+    and ``cloud``: the cloud stand-ins' chart values (their endpoints)."""
+    return merge(
+        cloud or {},
+        {
+            "jupyterhub": {
+                "hub": {
+                    "config": {
+                        "GitHubOAuthenticator": {
+                            "client_id": gh.client_id,
+                            "client_secret": gh.client_secret,
+                            "oauth_callback_url": f"{public_url}hub/oauth_callback",
+                            "github_url": gh.url,
+                        }
+                    },
+                    "services": {HEALTH_SERVICE: {"apiToken": token}},
+                }
             }
-        }
-    }
+        },
+    )
 
 
 def render_stage(deployment: str, stage: str, test_layer: dict[str, Any]) -> list[dict[str, Any]]:
@@ -240,8 +255,13 @@ def production_hub(
     public_url = f"http://127.0.0.1:{lb_port}/"
     with contextlib.ExitStack() as stack:
         gh = stack.enter_context(GitHubStandIn())
-        manifests = render_stage(deployment, stage, test_values(gh, public_url, token))
-        values = _merged_test_values(deployment, stage, gh, public_url, token)
+        # The cloud stand-ins first: their endpoints are chart values of the test layer.
+        identity = stack.enter_context(
+            _cloud_identity(dep.cloud, _merged_test_values(deployment, stage, {}))
+        )
+        layer = test_values(gh, public_url, token, identity.chart_values())
+        manifests = render_stage(deployment, stage, layer)
+        values = _merged_test_values(deployment, stage, layer)
         singleuser = values["jupyterhub"]["singleuser"]["image"]
         notebook = f"{singleuser['name']}:{singleuser['tag']}"
 
@@ -254,7 +274,6 @@ def production_hub(
         storage_class = values["jupyterhub"]["singleuser"]["storage"]["dynamic"]["storageClass"]
         _ensure_storage_class(plane, storage_class)
 
-        identity = stack.enter_context(_cloud_identity(dep.cloud, values))
         kubelet = KubeletStandIn(
             plane,
             namespace,
@@ -325,9 +344,9 @@ def _cloud_identity(cloud: str, values: dict[str, Any]) -> Iterator[Any]:
     broker = values["scratchBroker"]
     if cloud == "gcp":
         email = broker["gcp"]["serviceAccount"]
-        stand_in: Any = GkeWorkloadIdentityStandIn(email, scratch["project"], [bucket])
+        stand_in: Any = GkeWorkloadIdentityStandIn(email, scratch["project"], bucket)
     else:
-        stand_in = AwsIrsaStandIn([bucket], scratch["region"])
+        stand_in = AwsIrsaStandIn(bucket, scratch["region"])
     stand_in.start()
     try:
         yield stand_in
@@ -379,12 +398,10 @@ def _scheduler_standin_rbac(namespace: str) -> list[dict[str, Any]]:
     ]
 
 
-def _merged_test_values(
-    deployment: str, stage: str, gh: GitHubStandIn, url: str, token: str
-) -> dict[str, Any]:
+def _merged_test_values(deployment: str, stage: str, layer: dict[str, Any]) -> dict[str, Any]:
     paths = Paths.discover(REPO)
     layers = values_layers(load_deployment(deployment, paths), stage, paths=paths)
-    layers.append(Layer(name="test", data=test_values(gh, url, token)))
+    layers.append(Layer(name="test", data=layer))
     return merge_all(layers)
 
 

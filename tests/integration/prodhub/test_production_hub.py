@@ -21,7 +21,7 @@ Then, as people and CI use it:
 * ``pangeo-cloud health`` runs against the hub with the health-check token.
 
 Skips (with the reason) without the subcharts in helm-chart/pangeo-cloud/charts/
-(as in CI), without the kube binaries, without configurable-http-proxy, or
+(as in CI), without the kube binaries, without configurable-http-proxy, without MinIO, or
 without root for mount namespaces and loopback addresses.
 """
 
@@ -37,6 +37,7 @@ import httpx
 import pytest
 from prodhub_support import (
     chp_missing,
+    minio_missing,
     production_hub,
     run_health,
     subcharts_missing,
@@ -55,30 +56,11 @@ STAGES = [("gcp-us-central1-b", "prod"), ("aws-us-west-2", "prod")]
 USER = "alice-prod"
 PROFILE = "small"
 STEPS_BEFORE_DASK = list(STEPS[: STEPS.index("dask-gateway")])
-# Gaps of the stand-ins (not of the deployments), recognised by their exact
-# symptom; any other failure fails the test.
-GCP_STS_GAP = (
-    "the scratch broker exchanges tokens at https://sts.googleapis.com, which no chart "
-    "value points at a stand-in (pangeo_cloud.testing.google_sts), so it cannot issue "
-    "GCS credentials here and the hub refuses spawns"
-)
-MOTO_POLICY_GAP = (
-    "moto's STS does not enforce AssumeRole session policies, so the isolation step's "
-    "write into another user's prefix succeeds here"
-)
-
-
-def _known_gap(cloud: str, text: str) -> str | None:
-    if cloud == "gcp" and "sts.googleapis.com" in text and "Google token exchange" in text:
-        return GCP_STS_GAP
-    if cloud == "aws" and "step 'scratch-isolation'" in text and "another user's prefix" in text:
-        return MOTO_POLICY_GAP
-    return None
 
 
 @pytest.fixture(scope="module", params=STAGES, ids=lambda s: "/".join(s))
 def prod_hub(request, tmp_path_factory):
-    for reason in (subcharts_missing(), chp_missing(), missing_privileges()):
+    for reason in (subcharts_missing(), chp_missing(), minio_missing(), missing_privileges()):
         if reason:
             pytest.skip(reason)
     plane = request.getfixturevalue("k8s_cluster")
@@ -110,11 +92,6 @@ def test_team_member_logs_in_spawns_a_profile_and_reaches_the_server(prod_hub) -
     hub.github.add_user(USER, teams=[team])
     try:
         _login_and_spawn(hub, hub_values)
-    except AssertionError as exc:
-        gap = _known_gap(hub.cloud, str(exc))
-        if gap:
-            pytest.xfail(gap)
-        raise
     finally:
         # Pods share this machine's network: the next test's server needs the port.
         _api(hub, "DELETE", f"users/{USER}/server")
@@ -189,9 +166,6 @@ def test_health_check_passes_every_step_before_dask(prod_hub) -> None:
         passed = STEPS_BEFORE_DASK[: STEPS_BEFORE_DASK.index(failed)]
         # (cleanup reports only once the throw-away user exists)
         assert done == [*passed, *(["cleanup"] if "create-user" in passed else [])], out
-        gap = _known_gap(prod_hub.cloud, out)
-        if gap:
-            pytest.xfail(f"{gap} (passed: {', '.join(done)})")
         pytest.fail(out + "\n" + logs)
     assert done == [*STEPS_BEFORE_DASK, "cleanup"], out
     bucket = prod_hub.values["jupyterhub"]["custom"]["pangeo"]["scratch"]["url"]
