@@ -24,7 +24,12 @@ Images and what runs for them on this machine:
   image does not contain our package (the hub must load it from the ConfigMap);
 * ``quay.io/jupyterhub/configurable-http-proxy`` -> the npm package;
 * ``registry.k8s.io/kube-scheduler`` -> the plane's kube-scheduler binary;
-* the notebook image -> the virtualenv's ``jupyterhub-singleuser``.
+* ``ghcr.io/dask/dask-gateway-server`` (the gateway's api and controller) ->
+  the virtualenv's ``dask-gateway-server``, our package hidden as for the hub;
+* ``docker.io/traefik`` -> :mod:`pangeo_cloud.testing.traefik`, the stand-in
+  for traefik's Kubernetes CRD provider, with the Deployment's flags;
+* the notebook image -> the virtualenv's ``jupyterhub-singleuser`` (user
+  servers) and ``dask`` (the Dask schedulers and workers the controller starts).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import Layer, merge, merge_all, values_layers
 from pangeo_cloud.deploy.helm import missing_subcharts, split_manifests
 from pangeo_cloud.ports import free_ports
+from pangeo_cloud.testing import traefik as traefik_standin
 from pangeo_cloud.testing.cloud import AwsIrsaStandIn, GkeWorkloadIdentityStandIn
 from pangeo_cloud.testing.github import GitHubStandIn
 from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec, tools_dir
@@ -64,6 +70,8 @@ VENV_BIN = str(Path(sys.executable).parent)
 PYTHON_HOME = str(Path(os.path.realpath(sys.executable)).parent.parent)
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHP_DIR = Path.home() / ".cache" / "pangeo-cloud" / "node"
+TRAEFIK_STANDIN = Path(traefik_standin.__file__)
+TRAEFIK_IN_POD = "/usr/local/bin/traefik-standin.py"
 
 
 def subcharts_missing() -> str | None:
@@ -131,6 +139,24 @@ def images(manifests: list[dict[str, Any]], notebook_image: str) -> dict[str, Im
                 out[image] = ImageStandIn(
                     env={"PATH": IMAGE_PATH},
                     binds={"/usr/local/bin/kube-scheduler": str(tools_dir() / "kube-scheduler")},
+                )
+            elif image.startswith("ghcr.io/dask/dask-gateway-server:"):
+                # Like the hub image, it does not contain our package: the
+                # gateway loads our code from its extraConfig.
+                out[image] = ImageStandIn(
+                    env={"PATH": f"{VENV_BIN}:{IMAGE_PATH}", "HOME": "/home/dask"},
+                    workdir="/home/dask",
+                    user=1000,
+                    binds=hidden,
+                    reachable=(PYTHON_HOME,),
+                )
+            elif image.startswith("docker.io/traefik:"):
+                # traefik's entrypoint passes flags to traefik: here its stand-in.
+                out[image] = ImageStandIn(
+                    env={"PATH": IMAGE_PATH},
+                    entrypoint=(f"{VENV_BIN}/python", "-I", TRAEFIK_IN_POD),
+                    binds={TRAEFIK_IN_POD: str(TRAEFIK_STANDIN)},
+                    reachable=(PYTHON_HOME,),
                 )
     return out
 
