@@ -216,6 +216,7 @@ class ProductionHub:
     kubelet: KubeletStandIn
     github: GitHubStandIn
     plane: ControlPlane
+    identity: Any  # the cloud's stand-in (pangeo_cloud.testing.cloud)
 
     def logs(self, pod_prefix: str) -> str:
         return self.kubelet.logs(pod_prefix)
@@ -344,6 +345,7 @@ def production_hub(
             kubelet,
             gh,
             plane,
+            identity,
         )
 
         def hub_up() -> bool:

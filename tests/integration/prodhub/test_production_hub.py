@@ -169,5 +169,9 @@ def test_health_check_passes_every_step(prod_hub) -> None:
     bucket = prod_hub.values["jupyterhub"]["custom"]["pangeo"]["scratch"]["url"]
     scratch = next(line for line in result.stdout.splitlines() if " scratch " in line)
     assert f"{bucket}/health-2dcheck-" in scratch, scratch
+    if prod_hub.cloud == "gcp":
+        # The broker downscoped its token at the STS stand-in, the chart's stsEndpoint.
+        exchanges = prod_hub.identity.sts.exchanges
+        assert [e for e in exchanges if e.status == 200], exchanges
     dask = next(line for line in result.stdout.splitlines() if " dask-gateway " in line)
     assert f"worker PANGEO_SCRATCH={bucket}/health-2dcheck-" in dask, dask
