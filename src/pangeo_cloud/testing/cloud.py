@@ -7,16 +7,17 @@ identity of their Kubernetes ServiceAccount, which the cloud provides:
   requests to the metadata endpoint with an access token of the Google service
   account named by the ServiceAccount's ``iam.gke.io/gcp-service-account``
   annotation. :class:`GkeWorkloadIdentityStandIn` serves that metadata
-  protocol (``/computeMetadata/v1/...``, ``Metadata-Flavor: Google``) and a
-  GCS JSON API subset (:class:`GcsStandIn`: media and multipart uploads,
-  metadata, download, delete, list) that accepts only the tokens it issued for
-  that account, on 127.0.0.1.
+  protocol (``/computeMetadata/v1/...``, ``Metadata-Flavor: Google``) on
+  127.0.0.1, with Google's STS (:mod:`.google_sts`, where the scratch broker
+  downscopes the account's tokens) and GCS (:mod:`.google_storage`, which
+  enforces the downscoped tokens' Credential Access Boundaries).
 * **EKS IRSA**: the pod identity webhook adds ``AWS_ROLE_ARN`` and
   ``AWS_WEB_IDENTITY_TOKEN_FILE`` (a ServiceAccount token with audience
   ``sts.amazonaws.com``) to pods whose ServiceAccount has the
   ``eks.amazonaws.com/role-arn`` annotation; botocore exchanges the token with
   STS (``AssumeRoleWithWebIdentity``) for credentials. :class:`AwsIrsaStandIn`
-  uses moto's server for STS and S3.
+  runs a real MinIO server as STS and S3 (it enforces session policies); see
+  the class for how the role's identity reaches the pod there.
 
 Both are used by the kubelet stand-in as a node-level hook
 (:meth:`pod_identity`): from the pod's ServiceAccount they return environment
@@ -32,20 +33,24 @@ additions are visible in the pod spec, here they are added at start by the node.
 
 from __future__ import annotations
 
-import json
+import os
 import secrets
+import shutil
+import subprocess
+import tempfile
 import threading
-import time
-import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tornado import httpserver, netutil, web
 from tornado.ioloop import IOLoop
 
+from pangeo_cloud.testing.google_storage import GoogleStorageStandIn
+from pangeo_cloud.testing.google_sts import GoogleSTSStandIn
+
 GKE_ANNOTATION = "iam.gke.io/gcp-service-account"
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
-IRSA_TOKEN_DIR = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
 
 # (env, files: absolute path in the pod -> content)
 PodIdentity = tuple[dict[str, str], dict[str, bytes]]
@@ -95,134 +100,6 @@ class _TornadoServer:
 # -- Google --------------------------------------------------------------------------
 
 
-class GcsStandIn:
-    """Buckets of objects in memory behind the GCS JSON API paths gcsfs uses."""
-
-    def __init__(self, buckets: list[str], token_ok: Callable[[str], bool]) -> None:
-        self.objects: dict[str, dict[str, bytes]] = {b: {} for b in buckets}
-        self.token_ok = token_ok
-        self.requests: list[tuple[str, str]] = []
-
-
-class _GcsHandler(web.RequestHandler):
-    def initialize(self, gcs: GcsStandIn) -> None:
-        self.gcs = gcs
-
-    def check_xsrf_cookie(self) -> None:  # an API
-        pass
-
-    def prepare(self) -> None:
-        self.gcs.requests.append((self.request.method or "", self.request.uri or ""))
-        auth = self.request.headers.get("Authorization", "")
-        if not self.gcs.token_ok(auth.removeprefix("Bearer ").strip()):
-            self.error(401, "Anonymous caller does not have storage access.")
-
-    def error(self, code: int, message: str) -> None:
-        self.set_status(code)
-        self.finish({"error": {"code": code, "message": message}})
-
-    def bucket(self, name: str) -> dict[str, bytes] | None:
-        if name not in self.gcs.objects:
-            self.error(404, f"The specified bucket does not exist: {name}")
-            return None
-        return self.gcs.objects[name]
-
-    def meta(self, bucket: str, key: str, data: bytes) -> dict[str, Any]:
-        return {
-            "kind": "storage#object",
-            "bucket": bucket,
-            "name": key,
-            "size": str(len(data)),
-            "generation": "1",
-            "contentType": "application/octet-stream",
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-            "timeCreated": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-        }
-
-
-class _GcsObject(_GcsHandler):
-    def get(self, bucket: str, key: str) -> None:
-        objects, key = self.bucket(bucket), urllib.parse.unquote(key)
-        if objects is None:
-            return
-        if key not in objects:
-            return self.error(404, f"No such object: {bucket}/{key}")
-        if self.get_argument("alt", "") == "media":
-            self.set_header("Content-Type", "application/octet-stream")
-            return self.finish(objects[key])
-        self.finish(self.meta(bucket, key, objects[key]))
-
-    def delete(self, bucket: str, key: str) -> None:
-        objects, key = self.bucket(bucket), urllib.parse.unquote(key)
-        if objects is None:
-            return
-        if objects.pop(key, None) is None:
-            return self.error(404, f"No such object: {bucket}/{key}")
-        self.set_status(204)
-        self.finish()
-
-
-class _GcsList(_GcsHandler):
-    def get(self, bucket: str) -> None:
-        objects = self.bucket(bucket)
-        if objects is None:
-            return
-        prefix, delimiter = self.get_argument("prefix", ""), self.get_argument("delimiter", "")
-        items, prefixes = [], set()
-        for key in sorted(objects):
-            if not key.startswith(prefix):
-                continue
-            rest = key[len(prefix) :]
-            if delimiter and delimiter in rest:
-                prefixes.add(prefix + rest.split(delimiter, 1)[0] + delimiter)
-            else:
-                items.append(self.meta(bucket, key, objects[key]))
-        self.finish({"kind": "storage#objects", "items": items, "prefixes": sorted(prefixes)})
-
-
-class _GcsBucket(_GcsHandler):
-    def get(self, bucket: str) -> None:
-        if self.bucket(bucket) is not None:
-            self.finish({"kind": "storage#bucket", "name": bucket, "id": bucket})
-
-
-class _GcsUpload(_GcsHandler):
-    def post(self, bucket: str) -> None:
-        objects = self.bucket(bucket)
-        if objects is None:
-            return
-        kind = self.get_argument("uploadType", "media")
-        body = self.request.body
-        name = self.get_argument("name", "")
-        if kind == "multipart":
-            meta, body = self._multipart(body)
-            name = meta.get("name") or name
-        elif kind != "media":
-            return self.error(400, f"uploadType {kind} is not supported by the stand-in")
-        if not name:
-            return self.error(400, "object name missing")
-        objects[name] = body
-        self.finish(self.meta(bucket, name, body))
-
-    def _multipart(self, body: bytes) -> tuple[dict[str, Any], bytes]:
-        """multipart/related: JSON metadata, then the data (CRLF or LF line ends)."""
-        content_type = self.request.headers.get("Content-Type", "")
-        boundary = b"--" + content_type.split("boundary=", 1)[1].strip('"').encode()
-        parts = body.split(boundary)[1:3]
-
-        def split(part: bytes) -> bytes:
-            for sep in (b"\r\n\r\n", b"\n\n"):
-                if sep in part:
-                    content = part.split(sep, 1)[1]
-                    for end in (b"\r\n", b"\n"):
-                        if content.endswith(end):
-                            return content[: -len(end)]
-                    return content
-            raise ValueError("malformed multipart body")
-
-        return json.loads(split(parts[0])), split(parts[1])
-
-
 class _Metadata(web.RequestHandler):
     """The GKE metadata server's answers for one Google service account."""
 
@@ -260,47 +137,50 @@ class _Metadata(web.RequestHandler):
 
 
 class GkeWorkloadIdentityStandIn:
-    """GKE's metadata server and GCS, for pods whose ServiceAccount names ``email``."""
+    """GKE's metadata server, Google's STS and GCS, for pods whose ServiceAccount names ``email``.
 
-    def __init__(self, email: str, project: str, buckets: list[str]) -> None:
+    The metadata server issues the bound service account's access tokens; they
+    are source tokens of the STS stand-in (:mod:`.google_sts`, where the
+    broker downscopes them) and reach the whole bucket in the storage stand-in
+    (:mod:`.google_storage`, the service account is objectAdmin there), which
+    lets a downscoped token through only as far as its Credential Access
+    Boundary allows.
+    """
+
+    def __init__(self, email: str, project: str, bucket: str) -> None:
         self.email, self.project = email, project
-        self._tokens: set[str] = set()
-        self.gcs = GcsStandIn(buckets, lambda t: t in self._tokens)
-        h = {"gcs": self.gcs}
-        self._storage = _TornadoServer(
-            web.Application(
-                [
-                    (r"/upload/storage/v1/b/([^/]+)/o", _GcsUpload, h),
-                    (r"/download/storage/v1/b/([^/]+)/o/(.+)", _GcsObject, h),
-                    (r"/storage/v1/b/([^/]+)/o/(.+)", _GcsObject, h),
-                    (r"/storage/v1/b/([^/]+)/o", _GcsList, h),
-                    (r"/storage/v1/b/([^/]+)", _GcsBucket, h),
-                ]
-            )
-        )
+        self.sts = GoogleSTSStandIn()
+        self.gcs = GoogleStorageStandIn(bucket, self.sts, set())
         self._metadata = _TornadoServer(
             web.Application([(r"/(.*)", _Metadata, {"identity": self})])
         )
 
     def issue(self) -> str:
         token = "ya29.standin-" + secrets.token_urlsafe(24)
-        self._tokens.add(token)
+        self.sts.add_source_token(token)
+        self.gcs.source_tokens.add(token)
         return token
 
     def start(self) -> GkeWorkloadIdentityStandIn:
-        self._storage.start()
+        self.sts.start()
+        self.gcs.start()
         self._metadata.start()
         return self
 
     def stop(self) -> None:
-        self._storage.stop()
         self._metadata.stop()
+        self.gcs.stop()
+        self.sts.stop()
+
+    def chart_values(self) -> dict[str, Any]:
+        """The chart values that point the broker's token exchange at the STS stand-in."""
+        return {"scratchBroker": {"gcp": {"stsEndpoint": self.sts.token_url}}}
 
     def pod_identity(self, account: dict[str, Any], token_for: TokenFor) -> PodIdentity:
         annotations = account.get("metadata", {}).get("annotations") or {}
         env = {
             # Google's endpoints, for every pod (the cloud's API is the stand-in).
-            "STORAGE_EMULATOR_HOST": f"http://{self._storage.address}",
+            "STORAGE_EMULATOR_HOST": self.gcs.url,
             # gcsfs >= 2026.10 first asks the gRPC Storage Control API for the
             # bucket's layout (60 s of retries before falling back to JSON),
             # which the stand-in does not serve.
@@ -316,52 +196,75 @@ class GkeWorkloadIdentityStandIn:
 
 
 class AwsIrsaStandIn:
-    """STS and S3 (moto's server) for pods whose ServiceAccount names an IAM role."""
+    """S3 and STS (a real MinIO server) for pods whose ServiceAccount names an IAM role.
 
-    def __init__(self, buckets: list[str], region: str) -> None:
-        self.buckets, self.region = buckets, region
-        self._server: Any = None
+    MinIO enforces what matters here: the session policy the broker passes to
+    ``AssumeRole`` narrows the session's credentials to the user's prefix, as
+    AWS STS does. What differs from EKS, on purpose: MinIO cannot chain
+    ``AssumeRoleWithWebIdentity`` (the ServiceAccount token) and ``AssumeRole``
+    (temporary credentials may not assume a role there), so the pod of the
+    role's ServiceAccount gets the static keys of a dedicated MinIO user with
+    the role's permissions (the bucket, nothing else) instead of the IRSA
+    token; MinIO ignores the role ARN and intersects that user's policy with
+    the session policy.
+    """
+
+    def __init__(self, bucket: str, region: str) -> None:
+        self.bucket, self.region = bucket, region
         self.url = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._data: str | None = None
+        self._user = ("scratch-broker", secrets.token_hex(16))
 
     def start(self) -> AwsIrsaStandIn:
-        import boto3
-        from moto.server import ThreadedMotoServer
-
+        from pangeo_cloud.local import objectstore
         from pangeo_cloud.ports import free_ports
 
+        root = ("standin-root", secrets.token_hex(16))
+        self._data = tempfile.mkdtemp(prefix="pangeo-irsa-standin-")
         (port,) = free_ports(1)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self._server.start()
-        self.url = f"http://127.0.0.1:{port}"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=self.url,
-            region_name=self.region,
-            aws_access_key_id="standin",
-            aws_secret_access_key="standin",
+        spec = objectstore.store_spec(Path(self._data), port, *root, prefer="minio")
+        env = {**os.environ, **spec.env, "MINIO_SITE_REGION": self.region}
+        self._proc = subprocess.Popen(
+            spec.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        for bucket in self.buckets:
-            s3.create_bucket(
-                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.region}
-            )
+        self.url = spec.endpoint
+        try:
+            proc = self._proc
+            objectstore.wait_healthy(spec.health_url, lambda: proc.poll() is None, 60)
+            client = objectstore.s3_client(self.url, *root, region=self.region)
+            objectstore.ensure_bucket(client, self.bucket, None, self.region)
+            objectstore.ensure_broker_user(self.url, *root, self.bucket, *self._user)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+            self._proc = None
+        if self._data is not None:
+            shutil.rmtree(self._data, ignore_errors=True)
+            self._data = None
+
+    def chart_values(self) -> dict[str, Any]:
+        """No chart value needed: pods find STS and S3 through ``AWS_ENDPOINT_URL``."""
+        return {}
 
     def pod_identity(self, account: dict[str, Any], token_for: TokenFor) -> PodIdentity:
-        role = (account.get("metadata", {}).get("annotations") or {}).get(IRSA_ANNOTATION)
-        if not role:
-            # No IAM role: only AWS's endpoints (the stand-in), no credentials.
-            return {"AWS_ENDPOINT_URL": self.url}, {}
-        token_file = f"{IRSA_TOKEN_DIR}/token"
+        # AWS's endpoints (the stand-in) for every pod; MinIO serves STS and S3 on one port.
         env = {
-            "AWS_ROLE_ARN": role,
-            "AWS_WEB_IDENTITY_TOKEN_FILE": token_file,
-            "AWS_STS_REGIONAL_ENDPOINTS": "regional",
+            "AWS_ENDPOINT_URL": self.url,
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
-            "AWS_ENDPOINT_URL": self.url,
         }
-        return env, {token_file: token_for("sts.amazonaws.com").encode()}
+        if (account.get("metadata", {}).get("annotations") or {}).get(IRSA_ANNOTATION):
+            # The role's identity (see the class docstring for why not a web identity).
+            env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = self._user
+        return env, {}

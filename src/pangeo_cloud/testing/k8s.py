@@ -288,12 +288,34 @@ class ControlPlane:
             return resp.status, payload
         return resp.status, (json.loads(payload) if payload else None)
 
+    @property
+    def discovery_cache(self) -> Path:
+        """kubectl's discovery cache for this plane (not the user's ~/.kube/cache)."""
+        return self.state_dir / "kubectl-cache"
+
+    def forget_discovery(self) -> None:
+        """Drop kubectl's cached discovery, after a served API version was removed.
+
+        kubectl keeps discovery on disk for hours and trusts it while the
+        resource is listed there: after a CRD version it cached as preferred is
+        removed, ``kubectl get <resource>`` keeps asking for that version and
+        gets 404 although the API server serves the resource in another one.
+        """
+        shutil.rmtree(self.discovery_cache, ignore_errors=True)
+
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        """Run the cached kubectl against this plane."""
+        """Run the cached kubectl against this plane (its discovery in :attr:`discovery_cache`)."""
         proc = subprocess.run(
-            [self._bin("kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            [
+                self._bin("kubectl"),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--cache-dir",
+                str(self.discovery_cache),
+                *args,
+            ],
             input=input,
             capture_output=True,
             text=True,

@@ -15,7 +15,9 @@ on this machine, from what the API server holds, the way a node would:
   ``<SERVICE>_SERVICE_HOST``/``_PORT`` variables of the namespace's Services
   and ``KUBERNETES_SERVICE_*``), and each container's command runs under
   :mod:`pangeo_cloud.testing.podlaunch` in a private mount namespace, as the
-  container's user, with ``/etc/hosts`` naming the namespace's Services. A
+  container's user, with ``/etc/hosts`` naming the namespace's Services
+  (a headless Service by its first ready endpoint), kept up to date as DNS
+  would be. A
   deleted pod's processes are stopped (SIGTERM, then SIGKILL) and its IP removed.
   Pods with unknown images stay simulated (kwok's "Running", nothing behind it).
 * :class:`ServiceProxyStandIn` (kube-proxy's job): each Service's ClusterIP is
@@ -504,6 +506,7 @@ class KubeletStandIn:
             if name in self.pods or not self._runnable(pod):
                 continue
             self._start_pod(pod)
+        self._refresh_hosts(live)
 
     def _runnable(self, pod: dict[str, Any]) -> bool:
         status, spec = pod.get("status") or {}, pod["spec"]
@@ -701,6 +704,17 @@ class KubeletStandIn:
             return (meta.get(match.group(1)) or {}).get(match.group(2), "")
         raise RuntimeError(f"fieldRef {field_path} is not supported by the kubelet stand-in")
 
+    def _headless_addresses(self) -> dict[str, str]:
+        """Service name -> the first ready endpoint address (for headless Services)."""
+        out: dict[str, str] = {}
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{self.namespace}/endpointslices"
+        for sl in self.api.items(path):
+            name = (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+            for ep in sl.get("endpoints") or []:
+                if name and (ep.get("conditions") or {}).get("ready") and ep.get("addresses"):
+                    out.setdefault(name, ep["addresses"][0])
+        return out
+
     # -- environment ---------------------------------------------------------------
     def _service_env(self) -> dict[str, str]:
         """The variables the kubelet sets for each Service (enableServiceLinks)."""
@@ -730,20 +744,48 @@ class KubeletStandIn:
             env[f"{prefix}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
         return env
 
-    def _hosts(self, pod: dict[str, Any]) -> str:
+    def _hosts(self, pod: dict[str, Any], services: list[str] | None = None) -> str:
         """/etc/hosts answering what cluster DNS would for the namespace's Services."""
-        ns = self.namespace
         lines = ["127.0.0.1 localhost", f"{pod['status']['podIP']} {pod['metadata']['name']}"]
+        lines += self._service_hosts() if services is None else services
+        return "\n".join(lines) + "\n"
+
+    def _service_hosts(self) -> list[str]:
+        ns = self.namespace
+        lines = []
+        headless = self._headless_addresses()
         for svc in self.api.items(f"/api/v1/namespaces/{ns}/services"):
             ip, name = svc["spec"].get("clusterIP"), svc["metadata"]["name"]
-            if ip and ip != "None":
+            if ip == "None":
+                # A headless Service's name resolves to its ready endpoints.
+                ip = headless.get(name)
+            if ip:
                 fq = f"{name}.{ns}.svc.cluster.local"
                 lines.append(f"{ip} {name} {name}.{ns} {name}.{ns}.svc {fq}")
         lines.append(
             f"{KUBERNETES_SERVICE_IP} kubernetes kubernetes.default kubernetes.default.svc "
             "kubernetes.default.svc.cluster.local"
         )
-        return "\n".join(lines) + "\n"
+        return lines
+
+    def _refresh_hosts(self, live: dict[str, dict[str, Any]]) -> None:
+        """Rewrite running pods' /etc/hosts when Services change, as cluster DNS follows them.
+
+        In place (same inode): podlaunch bind-mounted the file, and the C
+        library reads it at every lookup.
+        """
+        services = self._service_hosts()
+        for name in list(self.pods):
+            pod = live.get(name)
+            if pod is None:
+                continue
+            text = self._hosts(pod, services)
+            for path in (self.state_dir / "pods" / name).glob("*/hosts"):
+                with contextlib.suppress(OSError), path.open("r+") as f:
+                    if f.read() != text:
+                        f.seek(0)
+                        f.write(text)
+                        f.truncate()
 
     def _env(
         self,

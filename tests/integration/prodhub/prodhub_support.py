@@ -24,7 +24,12 @@ Images and what runs for them on this machine:
   image does not contain our package (the hub must load it from the ConfigMap);
 * ``quay.io/jupyterhub/configurable-http-proxy`` -> the npm package;
 * ``registry.k8s.io/kube-scheduler`` -> the plane's kube-scheduler binary;
-* the notebook image -> the virtualenv's ``jupyterhub-singleuser``.
+* ``ghcr.io/dask/dask-gateway-server`` (the gateway's api and controller) ->
+  the virtualenv's ``dask-gateway-server``, our package hidden as for the hub;
+* ``docker.io/traefik`` -> :mod:`pangeo_cloud.testing.traefik`, the stand-in
+  for traefik's Kubernetes CRD provider, with the Deployment's flags;
+* the notebook image -> the virtualenv's ``jupyterhub-singleuser`` (user
+  servers) and ``dask`` (the Dask schedulers and workers the controller starts).
 """
 
 from __future__ import annotations
@@ -47,9 +52,10 @@ from urllib.parse import urlparse
 import yaml
 
 from pangeo_cloud.config import Paths, load_deployment
-from pangeo_cloud.config.layering import Layer, merge_all, values_layers
+from pangeo_cloud.config.layering import Layer, merge, merge_all, values_layers
 from pangeo_cloud.deploy.helm import missing_subcharts, split_manifests
 from pangeo_cloud.ports import free_ports
+from pangeo_cloud.testing import traefik as traefik_standin
 from pangeo_cloud.testing.cloud import AwsIrsaStandIn, GkeWorkloadIdentityStandIn
 from pangeo_cloud.testing.github import GitHubStandIn
 from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec, tools_dir
@@ -64,6 +70,8 @@ VENV_BIN = str(Path(sys.executable).parent)
 PYTHON_HOME = str(Path(os.path.realpath(sys.executable)).parent.parent)
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHP_DIR = Path.home() / ".cache" / "pangeo-cloud" / "node"
+TRAEFIK_STANDIN = Path(traefik_standin.__file__)
+TRAEFIK_IN_POD = "/usr/local/bin/traefik-standin.py"
 
 
 def subcharts_missing() -> str | None:
@@ -80,6 +88,15 @@ def subcharts_missing() -> str | None:
 def chp_missing() -> str | None:
     if not (CHP_DIR / "bin" / "configurable-http-proxy").exists():
         return f"configurable-http-proxy is not installed in {CHP_DIR} (scripts/install-*.sh)"
+    return None
+
+
+def minio_missing() -> str | None:
+    """A skip reason without MinIO (the AWS stand-in's STS and S3)."""
+    from pangeo_cloud.local.objectstore import find_minio
+
+    if find_minio() is None:
+        return "MinIO is not installed (scripts/install-objectstore.sh); the AWS stand-in needs it"
     return None
 
 
@@ -123,26 +140,50 @@ def images(manifests: list[dict[str, Any]], notebook_image: str) -> dict[str, Im
                     env={"PATH": IMAGE_PATH},
                     binds={"/usr/local/bin/kube-scheduler": str(tools_dir() / "kube-scheduler")},
                 )
+            elif image.startswith("ghcr.io/dask/dask-gateway-server:"):
+                # Like the hub image, it does not contain our package: the
+                # gateway loads our code from its extraConfig.
+                out[image] = ImageStandIn(
+                    env={"PATH": f"{VENV_BIN}:{IMAGE_PATH}", "HOME": "/home/dask"},
+                    workdir="/home/dask",
+                    user=1000,
+                    binds=hidden,
+                    reachable=(PYTHON_HOME,),
+                )
+            elif image.startswith("docker.io/traefik:"):
+                # traefik's entrypoint passes flags to traefik: here its stand-in.
+                out[image] = ImageStandIn(
+                    env={"PATH": IMAGE_PATH},
+                    entrypoint=(f"{VENV_BIN}/python", "-I", TRAEFIK_IN_POD),
+                    binds={TRAEFIK_IN_POD: str(TRAEFIK_STANDIN)},
+                    reachable=(PYTHON_HOME,),
+                )
     return out
 
 
-def test_values(gh: GitHubStandIn, public_url: str, token: str) -> dict[str, Any]:
-    """The test-only layer: what secrets/<stage>.enc.yaml holds, for the stand-ins."""
-    return {
-        "jupyterhub": {
-            "hub": {
-                "config": {
-                    "GitHubOAuthenticator": {
-                        "client_id": gh.client_id,
-                        "client_secret": gh.client_secret,
-                        "oauth_callback_url": f"{public_url}hub/oauth_callback",
-                        "github_url": gh.url,
-                    }
-                },
-                "services": {HEALTH_SERVICE: {"apiToken": token}},
+def test_values(
+    gh: GitHubStandIn, public_url: str, token: str, cloud: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The test-only layer: what secrets/<stage>.enc.yaml holds, for the stand-ins,
+    and ``cloud``: the cloud stand-ins' chart values (their endpoints)."""
+    return merge(
+        cloud or {},
+        {
+            "jupyterhub": {
+                "hub": {
+                    "config": {
+                        "GitHubOAuthenticator": {
+                            "client_id": gh.client_id,
+                            "client_secret": gh.client_secret,
+                            "oauth_callback_url": f"{public_url}hub/oauth_callback",
+                            "github_url": gh.url,
+                        }
+                    },
+                    "services": {HEALTH_SERVICE: {"apiToken": token}},
+                }
             }
-        }
-    }
+        },
+    )
 
 
 def render_stage(deployment: str, stage: str, test_layer: dict[str, Any]) -> list[dict[str, Any]]:
@@ -175,6 +216,7 @@ class ProductionHub:
     kubelet: KubeletStandIn
     github: GitHubStandIn
     plane: ControlPlane
+    identity: Any  # the cloud's stand-in (pangeo_cloud.testing.cloud)
 
     def logs(self, pod_prefix: str) -> str:
         return self.kubelet.logs(pod_prefix)
@@ -240,8 +282,13 @@ def production_hub(
     public_url = f"http://127.0.0.1:{lb_port}/"
     with contextlib.ExitStack() as stack:
         gh = stack.enter_context(GitHubStandIn())
-        manifests = render_stage(deployment, stage, test_values(gh, public_url, token))
-        values = _merged_test_values(deployment, stage, gh, public_url, token)
+        # The cloud stand-ins first: their endpoints are chart values of the test layer.
+        identity = stack.enter_context(
+            _cloud_identity(dep.cloud, _merged_test_values(deployment, stage, {}))
+        )
+        layer = test_values(gh, public_url, token, identity.chart_values())
+        manifests = render_stage(deployment, stage, layer)
+        values = _merged_test_values(deployment, stage, layer)
         singleuser = values["jupyterhub"]["singleuser"]["image"]
         notebook = f"{singleuser['name']}:{singleuser['tag']}"
 
@@ -254,7 +301,6 @@ def production_hub(
         storage_class = values["jupyterhub"]["singleuser"]["storage"]["dynamic"]["storageClass"]
         _ensure_storage_class(plane, storage_class)
 
-        identity = stack.enter_context(_cloud_identity(dep.cloud, values))
         kubelet = KubeletStandIn(
             plane,
             namespace,
@@ -299,6 +345,7 @@ def production_hub(
             kubelet,
             gh,
             plane,
+            identity,
         )
 
         def hub_up() -> bool:
@@ -325,9 +372,9 @@ def _cloud_identity(cloud: str, values: dict[str, Any]) -> Iterator[Any]:
     broker = values["scratchBroker"]
     if cloud == "gcp":
         email = broker["gcp"]["serviceAccount"]
-        stand_in: Any = GkeWorkloadIdentityStandIn(email, scratch["project"], [bucket])
+        stand_in: Any = GkeWorkloadIdentityStandIn(email, scratch["project"], bucket)
     else:
-        stand_in = AwsIrsaStandIn([bucket], scratch["region"])
+        stand_in = AwsIrsaStandIn(bucket, scratch["region"])
     stand_in.start()
     try:
         yield stand_in
@@ -379,12 +426,10 @@ def _scheduler_standin_rbac(namespace: str) -> list[dict[str, Any]]:
     ]
 
 
-def _merged_test_values(
-    deployment: str, stage: str, gh: GitHubStandIn, url: str, token: str
-) -> dict[str, Any]:
+def _merged_test_values(deployment: str, stage: str, layer: dict[str, Any]) -> dict[str, Any]:
     paths = Paths.discover(REPO)
     layers = values_layers(load_deployment(deployment, paths), stage, paths=paths)
-    layers.append(Layer(name="test", data=test_values(gh, url, token)))
+    layers.append(Layer(name="test", data=layer))
     return merge_all(layers)
 
 

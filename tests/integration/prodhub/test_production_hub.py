@@ -21,7 +21,7 @@ Then, as people and CI use it:
 * ``pangeo-cloud health`` runs against the hub with the health-check token.
 
 Skips (with the reason) without the subcharts in helm-chart/pangeo-cloud/charts/
-(as in CI), without the kube binaries, without configurable-http-proxy, or
+(as in CI), without the kube binaries, without configurable-http-proxy, without MinIO, or
 without root for mount namespaces and loopback addresses.
 """
 
@@ -37,6 +37,7 @@ import httpx
 import pytest
 from prodhub_support import (
     chp_missing,
+    minio_missing,
     production_hub,
     run_health,
     subcharts_missing,
@@ -54,31 +55,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.timeout(1500
 STAGES = [("gcp-us-central1-b", "prod"), ("aws-us-west-2", "prod")]
 USER = "alice-prod"
 PROFILE = "small"
-STEPS_BEFORE_DASK = list(STEPS[: STEPS.index("dask-gateway")])
-# Gaps of the stand-ins (not of the deployments), recognised by their exact
-# symptom; any other failure fails the test.
-GCP_STS_GAP = (
-    "the scratch broker exchanges tokens at https://sts.googleapis.com, which no chart "
-    "value points at a stand-in (pangeo_cloud.testing.google_sts), so it cannot issue "
-    "GCS credentials here and the hub refuses spawns"
-)
-MOTO_POLICY_GAP = (
-    "moto's STS does not enforce AssumeRole session policies, so the isolation step's "
-    "write into another user's prefix succeeds here"
-)
-
-
-def _known_gap(cloud: str, text: str) -> str | None:
-    if cloud == "gcp" and "sts.googleapis.com" in text and "Google token exchange" in text:
-        return GCP_STS_GAP
-    if cloud == "aws" and "step 'scratch-isolation'" in text and "another user's prefix" in text:
-        return MOTO_POLICY_GAP
-    return None
 
 
 @pytest.fixture(scope="module", params=STAGES, ids=lambda s: "/".join(s))
 def prod_hub(request, tmp_path_factory):
-    for reason in (subcharts_missing(), chp_missing(), missing_privileges()):
+    for reason in (subcharts_missing(), chp_missing(), minio_missing(), missing_privileges()):
         if reason:
             pytest.skip(reason)
     plane = request.getfixturevalue("k8s_cluster")
@@ -110,11 +91,6 @@ def test_team_member_logs_in_spawns_a_profile_and_reaches_the_server(prod_hub) -
     hub.github.add_user(USER, teams=[team])
     try:
         _login_and_spawn(hub, hub_values)
-    except AssertionError as exc:
-        gap = _known_gap(hub.cloud, str(exc))
-        if gap:
-            pytest.xfail(gap)
-        raise
     finally:
         # Pods share this machine's network: the next test's server needs the port.
         _api(hub, "DELETE", f"users/{USER}/server")
@@ -169,31 +145,33 @@ def _login_and_spawn(hub, hub_values: dict[str, Any]) -> None:
     assert labels.items() >= hub_values["singleuser"]["nodeSelector"].items()
 
 
-def test_health_check_passes_every_step_before_dask(prod_hub) -> None:
-    """`pangeo-cloud health` as CI runs it after a deploy, minus the Dask step.
+def test_health_check_passes_every_step(prod_hub) -> None:
+    """`pangeo-cloud health` as CI runs it after a deploy, every step.
 
-    The Dask Gateway of the rendered chart (api and controller Deployments,
-    traefik) does not run on this tier yet, so ``--skip-dask``; everything else
-    is the real check: the throw-away user through the REST API (with GitHub
-    login, refresh_pre_spawn and the membership re-check on), its server through
-    KubeSpawner, a kernel, and the scratch bucket with the pod's cloud identity.
+    The throw-away user through the REST API (with GitHub login,
+    refresh_pre_spawn and the membership re-check on), its server through
+    KubeSpawner, a kernel, the scratch bucket with the pod's cloud identity,
+    and a Dask cluster through the rendered gateway: its api and controller
+    Deployments run from their pod specs, the controller's scheduler and worker
+    pods run real ``dask`` processes, and the client reaches them through the
+    hub's proxy and the traefik stand-in (HTTP by path, the scheduler's TLS by SNI).
     """
-    result = run_health(prod_hub, "--start-timeout", "300", "--exec-timeout", "300", "--skip-dask")
+    result = run_health(prod_hub, "--start-timeout", "300", "--exec-timeout", "300")
     out = result.stdout + result.stderr
     done = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok ")]
-    logs = prod_hub.logs("hub") + prod_hub.logs("jupyter-health")
     if result.returncode != 0:
-        # Every step up to the failing one passed, and the check cleaned up.
-        failed = out.split("failed at step '", 1)[1].split("'", 1)[0] if "failed at" in out else ""
-        assert failed in STEPS_BEFORE_DASK, out + logs
-        passed = STEPS_BEFORE_DASK[: STEPS_BEFORE_DASK.index(failed)]
-        # (cleanup reports only once the throw-away user exists)
-        assert done == [*passed, *(["cleanup"] if "create-user" in passed else [])], out
-        gap = _known_gap(prod_hub.cloud, out)
-        if gap:
-            pytest.xfail(f"{gap} (passed: {', '.join(done)})")
+        logs = "".join(
+            prod_hub.logs(prefix)
+            for prefix in ("hub", "jupyter-health", "api-", "controller-", "traefik-", "dask-")
+        )
         pytest.fail(out + "\n" + logs)
-    assert done == [*STEPS_BEFORE_DASK, "cleanup"], out
+    assert done == [*STEPS, "cleanup"], out
     bucket = prod_hub.values["jupyterhub"]["custom"]["pangeo"]["scratch"]["url"]
     scratch = next(line for line in result.stdout.splitlines() if " scratch " in line)
     assert f"{bucket}/health-2dcheck-" in scratch, scratch
+    if prod_hub.cloud == "gcp":
+        # The broker downscoped its token at the STS stand-in, the chart's stsEndpoint.
+        exchanges = prod_hub.identity.sts.exchanges
+        assert [e for e in exchanges if e.status == 200], exchanges
+    dask = next(line for line in result.stdout.splitlines() if " dask-gateway " in line)
+    assert f"worker PANGEO_SCRATCH={bucket}/health-2dcheck-" in dask, dask

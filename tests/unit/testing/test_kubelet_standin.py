@@ -95,4 +95,43 @@ def test_hosts_name_the_namespace_services(tmp_path: Path) -> None:
     hosts = kubelet(tmp_path)._hosts(POD)
     assert "10.96.0.10 hub hub.prod hub.prod.svc hub.prod.svc.cluster.local" in hosts
     assert "10.244.0.7 hub-1" in hosts
-    assert "headless" not in hosts
+    assert "headless" not in hosts  # no ready endpoint: no name, as cluster DNS
+
+
+SLICES = "/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices"
+
+
+def endpoint_slice(service: str, address: str, ready: bool) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"kubernetes.io/service-name": service}},
+        "endpoints": [{"addresses": [address], "conditions": {"ready": ready}}],
+    }
+
+
+def test_headless_service_resolves_to_its_ready_endpoint(tmp_path: Path) -> None:
+    k = kubelet(tmp_path)
+    k.plane.objects[SLICES] = {
+        "items": [
+            endpoint_slice("hub", "10.244.0.1", True),  # has a ClusterIP: stays the ClusterIP
+            endpoint_slice("headless", "10.244.0.9", False),
+            endpoint_slice("headless", "10.244.0.8", True),
+        ]
+    }
+    hosts = k._hosts(POD)
+    assert "10.244.0.8 headless headless.prod headless.prod.svc" in hosts
+    assert "10.244.0.9" not in hosts and "10.244.0.1" not in hosts
+
+
+def test_running_pods_hosts_follow_new_services_in_place(tmp_path: Path) -> None:
+    from pangeo_cloud.testing.kubelet import RunningPod
+
+    k = kubelet(tmp_path)
+    hosts = tmp_path / "pods" / "hub-1" / "hub" / "hosts"
+    hosts.parent.mkdir(parents=True)
+    hosts.write_text(k._hosts(POD))
+    inode = hosts.stat().st_ino
+    k.pods["hub-1"] = RunningPod("hub-1", "u1", "10.244.0.7", {}, 1.0)
+    k.plane.objects[SLICES] = {"items": [endpoint_slice("headless", "10.244.0.8", True)]}
+    k._refresh_hosts({"hub-1": POD})
+    assert "10.244.0.8 headless" in hosts.read_text()
+    assert hosts.stat().st_ino == inode  # the file bind-mounted on the pod's /etc/hosts

@@ -38,17 +38,15 @@ def kube_gateway(k8s_cluster, namespace, tmp_path, upstream_dir: Path):
     crd = upstream_dir / CRD
     if not crd.is_file():
         pytest.skip(f"the dask-gateway CRD is not at {crd}")
-    # Exactly the pinned CRD: the deploy tests leave an upgraded copy of it (another
-    # version served) on the shared plane, under which daskclusters never list here.
-    k8s_cluster.kubectl("delete", "--ignore-not-found", "--wait=true", "-f", str(crd))
-    k8s_cluster.kubectl("create", "-f", str(crd))
-    # A new CRD is served a moment after it is created: wait until daskclusters
-    # can be listed, else the backend's first list answers 404.
+    k8s_cluster.kubectl("apply", "--server-side", "-f", str(crd))
+    # A created or changed CRD is served a moment after the apply (Established may
+    # already be true from an earlier test): wait until the list the backend's
+    # informer makes answers. (Asked of the API server itself: kubectl's cached
+    # discovery may name a version an earlier test added and removed.)
+    path = f"/apis/gateway.dask.org/v1alpha1/namespaces/{namespace}/daskclusters"
     wait_for(
         "daskclusters to be served",
-        lambda: (
-            k8s_cluster.kubectl("get", "daskclusters", "-n", namespace, check=False).returncode == 0
-        ),
+        lambda: k8s_cluster.request("GET", path)[0] == 200,
         120,
     )
     api, proxy = free_ports(2)
