@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from deploy_helpers import workflow_pass
 
 from pangeo_cloud.config import ConfigError, Paths, load_deployment
 from pangeo_cloud.config.layering import merge_all, values_layers
 from pangeo_cloud.deploy import release
-from pangeo_cloud.deploy.promotion import record_pass
 from pangeo_cloud.deploy.sops import SopsDecryptor
 
 DEP = "gcp-us-central1-b"
@@ -287,12 +287,12 @@ def test_failed_upgrade_names_the_step_and_cleans_up(
     )
 
 
-def test_prod_refuses_until_staging_passed(deploy_repo: Paths, stub_cluster) -> None:
+def test_prod_refuses_until_staging_passed(deploy_repo: Paths, stub_cluster, monkeypatch) -> None:
     deployment = load_deployment(DEP, deploy_repo)
     with pytest.raises(release.DeployError, match="failed at step 'promotion'.*has not passed"):
         release.deploy(deployment, "prod", deploy_repo, out=lambda _: None)
     assert _entries(stub_cluster) == []  # nothing reached the cluster commands
-    record_pass(deploy_repo.root, DEP, "staging")
+    workflow_pass(monkeypatch, deploy_repo.root, DEP, "staging")
     lines: list[str] = []
     release.deploy(deployment, "prod", deploy_repo, out=lines.append)
     assert any(f"passed/{DEP}/staging/" in line for line in lines)
