@@ -22,6 +22,7 @@ from typing import Any
 
 from pangeo_cloud.config import ConfigError, Deployment, Paths, load_deployment, traits
 from pangeo_cloud.config.errors import error_list, format_key_path
+from pangeo_cloud.config.identity import shared_principals
 from pangeo_cloud.config.layering import (
     Decryptor,
     Layer,
@@ -430,7 +431,15 @@ def validate_all(
         if on_result:
             on_result(result)
 
-    conflicts = shared_releases(_load_all(paths))
+    loaded = _load_all(paths)
+    conflicts = shared_releases(loaded)
+    identities = shared_principals(
+        [
+            (f"{d.name}/{n}", st.deploy_identity, d.source or _no_doc(d))
+            for d in loaded
+            for n, st in d.stages.items()
+        ]
+    )
     for name, stage in select_targets(selectors, paths):
         try:
             deployment = load_deployment(name, paths)
@@ -439,13 +448,17 @@ def validate_all(
             emit(CheckResult(f"{name}/{stage or '*'}", "deployment", False, [str(exc)]))
             continue
         for st in stages:
-            conflict = conflicts.get(f"{name}/{st}")
+            problems = [
+                str(e)
+                for e in (conflicts.get(f"{name}/{st}"), identities.get(f"{name}/{st}"))
+                if e is not None
+            ]
             emit(
                 CheckResult(
                     f"{name}/{st}",
                     "deployment",
-                    conflict is None,
-                    [str(conflict)] if conflict else [],
+                    not problems,
+                    problems,
                     note=str(Path(deployment.directory.name) / "deployment.yaml"),
                 )
             )
