@@ -96,6 +96,9 @@ class Target:
     release: str
     namespace: str
     requires: str | None
+    # deployIdentity: the GitHub environment and cloud principal CI deploys with.
+    environment: str | None = None
+    identity: str | None = None
 
     @property
     def name(self) -> str:
@@ -122,6 +125,8 @@ class Plan:
                 "release": t.release,
                 "namespace": t.namespace,
                 "requires": t.requires,
+                "environment": t.environment,
+                "identity": t.identity,
                 "reasons": reasons,
             }
             for t, reasons in self.targets.items()
@@ -197,7 +202,16 @@ def plan_changes(
     """The releases that `files` (changed paths) require redeploying."""
     deployments = load_all(paths) if deployments is None else deployments
     candidates = [
-        Target(d.name, s.name, d.cloud, s.release, s.namespace, s.requires)
+        Target(
+            d.name,
+            s.name,
+            d.cloud,
+            s.release,
+            s.namespace,
+            s.requires,
+            s.deploy_identity.environment if s.deploy_identity else None,
+            s.deploy_identity.principal if s.deploy_identity else None,
+        )
         for d in deployments.values()
         if include_local or d.cloud != "local"
         for s in d.stages.values()

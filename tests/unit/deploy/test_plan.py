@@ -123,6 +123,9 @@ def test_cli_json_is_a_ci_matrix(repo_paths: Paths, capsys, monkeypatch) -> None
                 "release": "staging",
                 "namespace": "staging",
                 "requires": None,
+                # The deploy job runs in this environment with this identity (issue 14).
+                "environment": "staging",
+                "identity": "pangeo-deploy-staging@pangeo-181919.iam.gserviceaccount.com",
             }
         ]
     }
