@@ -33,6 +33,7 @@ from pangeo_cloud.config.layering import (
 )
 from pangeo_cloud.config.manifests import load_crds, validate_manifests
 from pangeo_cloud.config.promises import check_promises
+from pangeo_cloud.config.recipients import recipient_problems
 from pangeo_cloud.config.schemas import (
     UpstreamChart,
     chart_dependencies,
@@ -54,6 +55,9 @@ class CheckResult:
     ok: bool
     errors: list[str] = field(default_factory=list)
     note: str = ""
+    # Problems that do not fail the check unless `validate --strict` (e.g. a secrets
+    # file whose recipients differ from .sops.yaml: fixable only with the keys).
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +66,7 @@ class CheckResult:
             "ok": self.ok,
             "errors": self.errors,
             "note": self.note,
+            "warnings": self.warnings,
         }
 
 
@@ -235,9 +240,19 @@ def validate_stage(
         if layer.name.startswith("values: ") and layer.document is not None:
             secret_problems += plain_values_errors(layer.document)
     note = " < ".join(layer.name for layer in ctx.layers)
+    recipients = [
+        line
+        for file in deployment.stage(stage).secrets_files
+        for line in recipient_problems(file, _relative(file, paths))
+    ]
     emit(
         CheckResult(
-            ctx.target, "values", not secret_problems, [str(e) for e in secret_problems], note
+            ctx.target,
+            "values",
+            not secret_problems,
+            [str(e) for e in secret_problems],
+            note,
+            warnings=recipients,
         )
     )
     schema_failed = False
@@ -254,6 +269,13 @@ def validate_stage(
         emit(CheckResult(ctx.target, name, not errors, [scrub(e) for e in errors], note))
         schema_failed = schema_failed or (name == "schemas" and bool(errors))
     return results
+
+
+def _relative(file: Path, paths: Paths) -> str:
+    try:
+        return file.resolve().relative_to(paths.root.resolve()).as_posix()
+    except ValueError:
+        return str(file)
 
 
 @dataclass
