@@ -140,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
             paths.root, deployment.name, stage.name, note=f"health: all steps ok at {hub_url}"
         )
         print(f"recorded pass: {tag}")
+        from pangeo_cloud.deploy.pass_tags import pass_problem
+        from pangeo_cloud.deploy.promotion import resolve
+
+        problem = pass_problem(paths.root, tag, resolve(paths.root))
+        if problem:
+            # Recorded by hand: a record for people, not a pass promotion accepts.
+            print(f"note: promotion will not accept it: {problem}")
     return 0
 
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pangeo_cloud.config import Deployment, Paths
-from pangeo_cloud.deploy.pass_tags import DEPLOY_TAGGER, pass_problem
+from pangeo_cloud.deploy.pass_tags import DEPLOY_TAGGER, pass_problem, read_tag
 from pangeo_cloud.deploy.plan import git, load_all, plan_changes
 from pangeo_cloud.deploy.tools import ToolError
 
@@ -74,6 +74,13 @@ def record_pass(
     tag = tag_name(deployment, stage, sha)
     existing = git(["tag", "-l", tag], repo).strip()
     if existing:
+        found = read_tag(repo, tag)
+        if found is None or found.tag != tag or found.type != "commit" or found.object != sha:
+            # A forged or broken tag under the pass's name: never vouch for it.
+            raise PromotionError(
+                f"tag {tag} exists but is not a pass of {sha[:12]} (lightweight, or another "
+                "object); delete it (`git tag -d`, and on the remote) and record the pass again"
+            )
         return tag
     run_url = ""
     if os.environ.get("GITHUB_RUN_ID"):

@@ -195,3 +195,11 @@ def test_pass_recorded_by_hand_does_not_promote(git_repo) -> None:
     record_pass(paths.root, DEP, "staging", note="by hand")
     with pytest.raises(PromotionError, match="not by the deploy workflow"):
         check_promotion(load_deployment(DEP, paths), "prod", paths)
+
+
+def test_recording_over_a_forged_tag_refuses(git_repo, monkeypatch) -> None:
+    paths, git = git_repo
+    sha = git("rev-parse", "HEAD")
+    git("tag", tag_name(DEP, "staging", sha), sha)  # lightweight, under the pass's name
+    with pytest.raises(PromotionError, match="exists but is not a pass of"):
+        workflow_pass(monkeypatch, paths.root, DEP, "staging")
