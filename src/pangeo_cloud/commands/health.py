@@ -49,7 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="send the token to --hub-url even when its host is not the stage's domain",
     )
-    p.add_argument("--user", help="name of the test user (default: health-check-<random>)")
+    p.add_argument(
+        "--user",
+        help="name of the throw-away test user, which must not exist (default: "
+        "health-check-<random>); an existing user is refused, never deleted",
+    )
     p.add_argument("--profile", help="profile slug to start the server with")
     p.add_argument(
         "--start-timeout",
