@@ -212,3 +212,21 @@ def test_image_bump_opens_a_pr_against_staging() -> None:
     pr = next(s for s in steps if s.get("uses", "").startswith("peter-evans/create-pull-request"))
     assert pr["with"]["base"] == "staging"
     assert any("bump_notebook_image.py" in s.get("run", "") for s in steps)
+
+
+def test_every_cloud_stage_has_a_deploy_job_in_its_environment(repo_paths) -> None:
+    """plan filters by branch name = stage name; that job's environment must be the stage's."""
+    from pangeo_cloud.config import list_deployments, load_deployment
+
+    jobs = _load("deploy.yaml")["jobs"]
+    by_branch = {
+        job["with"]["environment"]: job["if"] for name, job in jobs.items() if "uses" in job
+    }
+    for name in list_deployments(repo_paths):
+        deployment = load_deployment(name, repo_paths)
+        if deployment.cloud == "local":
+            continue
+        for stage in deployment.stages.values():
+            environment = stage.deploy_identity.environment
+            assert environment in by_branch, f"{name}/{stage.name}: no job in {environment}"
+            assert f"github.ref_name == '{stage.name}'" in by_branch[environment]
