@@ -45,18 +45,20 @@ class DeployIdentity:
 
 
 def read_identity(
-    doc: Document, path: KeyPath, raw: Any, cloud: str, cluster: dict[str, Any]
+    doc: Document, stage_path: KeyPath, stage: dict[str, Any], cloud: str, cluster: dict[str, Any]
 ) -> DeployIdentity | None:
     """Parse ``stages.<stage>.deployIdentity`` (required on a cloud), or raise ConfigError."""
     principal_key = PRINCIPAL_KEY.get(cloud)
+    path: KeyPath = (*stage_path, "deployIdentity")
+    raw = stage.get("deployIdentity")
     if raw is None:
         if principal_key is None:
             return None
         raise doc.error(
-            path[:-1],
+            stage_path,
             "missing required key 'deployIdentity': the cloud identity CI deploys this stage "
-            f"with, e.g. {{environment: {path[-2]}, {principal_key}: ...}} (one per GitHub "
-            "environment; see the README's security model)",
+            f"with, e.g. {{environment: {stage_path[-1]}, {principal_key}: ...}} (one per "
+            "GitHub environment; see the README's security model)",
         )
     if not isinstance(raw, dict):
         raise doc.error(path, "must be a mapping with `environment` and the cloud principal")

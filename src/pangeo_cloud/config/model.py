@@ -358,12 +358,9 @@ def parse_deployment(doc: Document) -> Deployment:
     names = set(stages_raw)
     stages = {str(s): _read_stage(r, str(s), v, base, names) for s, v in stages_raw.items()}
     identities = {
-        name: read_identity(
-            doc, ("stages", name, "deployIdentity"), stages_raw[name].get("deployIdentity"),
-            cloud, cluster,
-        )
+        name: read_identity(doc, ("stages", name), stages_raw[name], cloud, cluster)
         for name in stages
-    }  # fmt: skip
+    }
     check_distinct(doc, identities)
     stages = {n: dataclasses.replace(st, deploy_identity=identities[n]) for n, st in stages.items()}
     _check_stages(doc, stages)

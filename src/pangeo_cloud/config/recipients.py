@@ -13,14 +13,13 @@ keys) makes a file match its rule.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pangeo_cloud.config.secrets import find_sops_config
+from pangeo_cloud.config.secrets import matching_rule
 
 # Recipient kinds as .sops.yaml names them -> (metadata key, the field naming the key).
 _KINDS = {
@@ -59,25 +58,8 @@ def _rule_keys(rule: dict[str, Any]) -> set[Recipient]:
 
 def rule_recipients(path: Path) -> tuple[str, set[Recipient]] | None:
     """(which rule, its recipients) of the `.sops.yaml` creation rule for `path`."""
-    config = find_sops_config(path.resolve().parent)
-    if config is None:
-        return None
-    try:
-        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    rel = path.resolve().relative_to(config.parent.resolve()).as_posix()
-    for index, rule in enumerate(raw.get("creation_rules") or []):
-        if not isinstance(rule, dict):
-            continue
-        pattern = rule.get("path_regex")
-        try:
-            matches = pattern is None or re.search(str(pattern), rel) is not None
-        except re.error:
-            continue
-        if matches:
-            return f".sops.yaml creation_rules[{index}]", _rule_keys(rule)
-    return None
+    found = matching_rule(path)
+    return (found[0], _rule_keys(found[1])) if found else None
 
 
 def file_recipients(meta: Any) -> set[Recipient]:
