@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_helpers import workflow_pass
+from deploy_helpers import SECRET_REGEX, TEST_KEY, age_recipient, workflow_pass
 
 from pangeo_cloud.config import ConfigError, Paths, load_deployment
 from pangeo_cloud.config.layering import merge_all, values_layers
@@ -306,6 +306,30 @@ def test_missing_key_stops_at_decrypt(deploy_repo: Paths, stub_cluster, monkeypa
         )
     assert "at step 'decrypt'" in str(info.value) and "no decryption key" in str(info.value)
     assert "nothing in the cluster was changed" in str(info.value)
+    assert _entries(stub_cluster) == []
+
+
+def test_decrypt_failure_names_a_missing_recipient(
+    deploy_repo: Paths, stub_cluster, monkeypatch
+) -> None:
+    """CI holds the KMS key only; a file encrypted for the age key only is the likely cause."""
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE")
+    kms = "projects/p/locations/global/keyRings/r/cryptoKeys/sops"
+    (deploy_repo.root / ".sops.yaml").write_text(
+        f"creation_rules:\n  - path_regex: deployments/{DEP}/secrets/.*\n"
+        f"    encrypted_regex: '{SECRET_REGEX}'\n"
+        f"    gcp_kms: {kms}\n    age: {age_recipient(TEST_KEY)}\n"
+    )
+    with pytest.raises(release.DeployError) as info:
+        release.deploy(
+            load_deployment(DEP, deploy_repo), "staging", deploy_repo, out=lambda _: None
+        )
+    message = str(info.value)
+    assert "\n" not in message and "at step 'decrypt'" in message
+    assert f"likely cause: {deploy_repo.deployments / DEP / 'secrets' / 'staging.enc.yaml'}" in (
+        message
+    )
+    assert f"not encrypted for gcp_kms {kms}" in message
     assert _entries(stub_cluster) == []
 
 
