@@ -33,7 +33,7 @@ from pangeo_cloud.config.layering import (
 )
 from pangeo_cloud.config.manifests import load_crds, validate_manifests
 from pangeo_cloud.config.promises import check_promises
-from pangeo_cloud.config.recipients import recipient_problems
+from pangeo_cloud.config.recipients import recipient_problems, shared_cloud_keys
 from pangeo_cloud.config.schemas import (
     UpstreamChart,
     chart_dependencies,
@@ -245,12 +245,17 @@ def validate_stage(
         for file in deployment.stage(stage).secrets_files
         for line in recipient_problems(file, _relative(file, paths))
     ]
+    shared = shared_cloud_keys(
+        {name: st.secrets_files for name, st in deployment.stages.items()},
+        stage,
+        lambda file: _relative(file, paths),
+    )
     emit(
         CheckResult(
             ctx.target,
             "values",
-            not secret_problems,
-            [str(e) for e in secret_problems],
+            not secret_problems and not shared,
+            [str(e) for e in secret_problems] + shared,
             note,
             warnings=recipients,
         )

@@ -105,3 +105,41 @@ def recipient_problems(path: Path, display: str | None = None) -> list[str]:
             f"run `sops updatekeys {name}` to remove it, or add it to the rule"
         )
     return problems
+
+
+# Keys held by a cloud (and so by a deploy identity), as opposed to people's age/pgp keys.
+CLOUD_KINDS = ("kms", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri")
+
+
+def _cloud_keys(files: Iterable[Path]) -> dict[Recipient, Path]:
+    keys: dict[Recipient, Path] = {}
+    for file in files:
+        rule = rule_recipients(file)
+        for recipient in rule[1] if rule else ():
+            if recipient[0] in CLOUD_KINDS:
+                keys.setdefault(recipient, file)
+    return keys
+
+
+def shared_cloud_keys(
+    stages: dict[str, tuple[Path, ...]], stage: str, display: Any = str
+) -> list[str]:
+    """Cloud keys `stage`'s secrets rules share with another stage's (one line each).
+
+    Each stage's deploy identity may use its KMS key: a key shared by two stages
+    lets staging's identity decrypt prod's secrets file, which sits in the same
+    repository, and so reach prod through its tokens.
+    """
+    own = _cloud_keys(stages[stage])
+    problems = []
+    for other, files in stages.items():
+        if other == stage:
+            continue
+        for recipient, other_file in _cloud_keys(files).items():
+            if recipient in own:
+                problems.append(
+                    f"{display(own[recipient])}: its .sops.yaml rule names {_names([recipient])}, "
+                    f"which also encrypts stage {other!r} ({display(other_file)}): each stage's "
+                    "deploy identity could decrypt the other's secrets; give each stage its own key"
+                )
+    return problems

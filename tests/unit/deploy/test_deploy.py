@@ -316,7 +316,7 @@ def test_decrypt_failure_names_a_missing_recipient(
     monkeypatch.delenv("SOPS_AGE_KEY_FILE")
     kms = "projects/p/locations/global/keyRings/r/cryptoKeys/sops"
     (deploy_repo.root / ".sops.yaml").write_text(
-        f"creation_rules:\n  - path_regex: deployments/{DEP}/secrets/.*\n"
+        f"creation_rules:\n  - path_regex: deployments/{DEP}/secrets/staging.enc.yaml\n"
         f"    encrypted_regex: '{SECRET_REGEX}'\n"
         f"    gcp_kms: {kms}\n    age: {age_recipient(TEST_KEY)}\n"
     )

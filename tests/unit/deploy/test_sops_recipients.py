@@ -49,7 +49,8 @@ def encrypted(repo_copy, encrypt):
 
 
 def _rule(paths, **keys: str) -> None:
-    lines = ["creation_rules:", f"  - path_regex: deployments/{DEP}/secrets/.*"]
+    # The staging file's rule only (a rule for both stages would share the KMS key).
+    lines = ["creation_rules:", f"  - path_regex: deployments/{DEP}/secrets/staging.enc.yaml"]
     lines += [f"    encrypted_regex: '{SECRET_REGEX}'"]
     lines += [f"    {kind}: {value}" for kind, value in keys.items()]
     (paths.root / ".sops.yaml").write_text("\n".join(lines) + "\n")
@@ -127,3 +128,17 @@ def test_rule_forms(tmp_path) -> None:
         ("gcp_kms", "projects/p/keys/k"),
         ("kms", "arn:aws:kms:r:1:key/c"),
     }
+
+
+def test_stages_may_not_share_a_cloud_key(repo_copy, repo_paths) -> None:
+    """With one KMS key for both stages, staging's deploy identity could read prod's secrets."""
+    text = (repo_paths.root / ".sops.yaml").read_text()
+    assert "cryptoKeys/sops-staging" in text and "cryptoKeys/sops-prod" in text
+    assert _values_result(repo_paths, f"{DEP}/prod").ok
+    (repo_copy.root / ".sops.yaml").write_text(text.replace("sops-prod", "sops-staging"))
+    result = _values_result(repo_copy, f"{DEP}/prod")
+    assert not result.ok
+    (error,) = result.errors
+    assert error.startswith(f"deployments/{DEP}/secrets/prod.enc.yaml: its .sops.yaml rule names")
+    assert "cryptoKeys/sops-staging, which also encrypts stage 'staging'" in error
+    assert "give each stage its own key" in error
