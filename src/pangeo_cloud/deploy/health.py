@@ -173,7 +173,15 @@ def _one_line(text: str, limit: int = 300) -> str:
 class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
     """Follow redirects on the same host only: urllib would resend the token elsewhere."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
         if (new.scheme, new.netloc) != (old.scheme, old.netloc):
             raise urllib.error.HTTPError(
