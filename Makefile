@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PANGEO_TOOLS_DIR):$(PANGEO_CACHE_DIR)/nod
 # Rebuild the virtualenv only when the dependency list changes.
 VENV_STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install tools objectstore system lint test up validate chart-lock clean
+.PHONY: help install tools objectstore system lint test up validate chart-lock deploy-lock clean
 
 help:
 	@echo "make up        run the whole service on this machine (deployment 'local')"
@@ -59,6 +59,13 @@ up: install tools system objectstore
 
 chart-lock: install
 	$(VENV)/bin/python scripts/update-chart-lock.py
+
+# The deploy job's dependencies, pinned with their hashes (pip install --require-hashes):
+# pyproject.toml's runtime and build dependencies, resolved for the workflows' Python.
+deploy-lock: install
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  --build-deps-for wheel --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements/deploy.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache helm-chart/pangeo-cloud/charts

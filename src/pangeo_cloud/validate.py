@@ -22,6 +22,7 @@ from typing import Any
 
 from pangeo_cloud.config import ConfigError, Deployment, Paths, load_deployment, traits
 from pangeo_cloud.config.errors import error_list, format_key_path
+from pangeo_cloud.config.identity import shared_principals
 from pangeo_cloud.config.layering import (
     Decryptor,
     Layer,
@@ -32,6 +33,7 @@ from pangeo_cloud.config.layering import (
 )
 from pangeo_cloud.config.manifests import load_crds, validate_manifests
 from pangeo_cloud.config.promises import check_promises
+from pangeo_cloud.config.recipients import recipient_problems, shared_cloud_keys
 from pangeo_cloud.config.schemas import (
     UpstreamChart,
     chart_dependencies,
@@ -53,6 +55,9 @@ class CheckResult:
     ok: bool
     errors: list[str] = field(default_factory=list)
     note: str = ""
+    # Problems that do not fail the check unless `validate --strict` (e.g. a secrets
+    # file whose recipients differ from .sops.yaml: fixable only with the keys).
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +66,7 @@ class CheckResult:
             "ok": self.ok,
             "errors": self.errors,
             "note": self.note,
+            "warnings": self.warnings,
         }
 
 
@@ -234,9 +240,24 @@ def validate_stage(
         if layer.name.startswith("values: ") and layer.document is not None:
             secret_problems += plain_values_errors(layer.document)
     note = " < ".join(layer.name for layer in ctx.layers)
+    recipients = [
+        line
+        for file in deployment.stage(stage).secrets_files
+        for line in recipient_problems(file, _relative(file, paths))
+    ]
+    shared = shared_cloud_keys(
+        {name: st.secrets_files for name, st in deployment.stages.items()},
+        stage,
+        lambda file: _relative(file, paths),
+    )
     emit(
         CheckResult(
-            ctx.target, "values", not secret_problems, [str(e) for e in secret_problems], note
+            ctx.target,
+            "values",
+            not secret_problems and not shared,
+            [str(e) for e in secret_problems] + shared,
+            note,
+            warnings=recipients,
         )
     )
     schema_failed = False
@@ -253,6 +274,13 @@ def validate_stage(
         emit(CheckResult(ctx.target, name, not errors, [scrub(e) for e in errors], note))
         schema_failed = schema_failed or (name == "schemas" and bool(errors))
     return results
+
+
+def _relative(file: Path, paths: Paths) -> str:
+    try:
+        return file.resolve().relative_to(paths.root.resolve()).as_posix()
+    except ValueError:
+        return str(file)
 
 
 @dataclass
@@ -430,7 +458,15 @@ def validate_all(
         if on_result:
             on_result(result)
 
-    conflicts = shared_releases(_load_all(paths))
+    loaded = _load_all(paths)
+    conflicts = shared_releases(loaded)
+    identities = shared_principals(
+        [
+            (f"{d.name}/{n}", st.deploy_identity, d.source or _no_doc(d))
+            for d in loaded
+            for n, st in d.stages.items()
+        ]
+    )
     for name, stage in select_targets(selectors, paths):
         try:
             deployment = load_deployment(name, paths)
@@ -439,13 +475,17 @@ def validate_all(
             emit(CheckResult(f"{name}/{stage or '*'}", "deployment", False, [str(exc)]))
             continue
         for st in stages:
-            conflict = conflicts.get(f"{name}/{st}")
+            problems = [
+                str(e)
+                for e in (conflicts.get(f"{name}/{st}"), identities.get(f"{name}/{st}"))
+                if e is not None
+            ]
             emit(
                 CheckResult(
                     f"{name}/{st}",
                     "deployment",
-                    conflict is None,
-                    [str(conflict)] if conflict else [],
+                    not problems,
+                    problems,
                     note=str(Path(deployment.directory.name) / "deployment.yaml"),
                 )
             )

@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decrypt the secrets files with sops, which verifies their MAC (auto: when "
         "SOPS_AGE_KEY_FILE or SOPS_AGE_KEY is set); without, they are checked offline",
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="warnings fail too (e.g. a secrets file not encrypted for every recipient "
+        "its .sops.yaml rule names)",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,6 +63,8 @@ def _print_text(result: CheckResult) -> None:
     print(f"{mark} {result.target:<28} {result.check}{note}", flush=True)
     for error in result.errors:
         print(f"       {error}", flush=True)
+    for warning in result.warnings:
+        print(f"  warn {warning}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,14 +77,18 @@ def run(args: argparse.Namespace) -> int:
         decrypt=decryptor(getattr(args, "decrypt", "auto")),
         on_result=_print_text if text else None,
     )
-    failed = [r for r in results if not r.ok]
+    strict = getattr(args, "strict", False)
+    failed = [r for r in results if not r.ok or (strict and r.warnings)]
+    warned = sum(len(r.warnings) for r in results)
     targets = sorted({r.target for r in results})
     if text:
         bad = sorted({r.target for r in failed})
-        print(
-            f"\n{len(targets)} stage(s) checked, {len(results)} checks, "
-            f"{len(failed)} failed" + (f": {', '.join(bad)}" if bad else "")
-        )
+        summary = f"\n{len(targets)} stage(s) checked, {len(results)} checks, {len(failed)} failed"
+        if bad:
+            summary += f": {', '.join(bad)}"
+        if warned:
+            summary += f"; {warned} warning(s)" + (" (--strict: they fail)" if strict else "")
+        print(summary)
     else:
         json.dump(
             {"ok": not failed, "results": [r.as_dict() for r in results]}, sys.stdout, indent=2

@@ -7,12 +7,14 @@ of values files. Unknown keys are errors: a typo must not silently do nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pangeo_cloud.config.errors import ConfigError
+from pangeo_cloud.config.identity import DeployIdentity, check_distinct, read_identity
 from pangeo_cloud.config.paths import Paths
 from pangeo_cloud.config.units import parse_quantity
 from pangeo_cloud.config.yamlpos import Document, KeyPath, load_yaml
@@ -53,6 +55,8 @@ class Stage:
     kube_context: str | None = None
     # A stage whose deploys need the commit to have passed this other stage.
     requires: str | None = None
+    # The GitHub environment and cloud principal CI deploys this stage with.
+    deploy_identity: DeployIdentity | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ _STAGE = {
     "secretsFiles": False,
     "kubeContext": False,
     "requires": False,
+    "deployIdentity": False,
 }
 
 
@@ -352,6 +357,12 @@ def parse_deployment(doc: Document) -> Deployment:
         raise doc.error(("stages",), "must map at least one stage name to its settings")
     names = set(stages_raw)
     stages = {str(s): _read_stage(r, str(s), v, base, names) for s, v in stages_raw.items()}
+    identities = {
+        name: read_identity(doc, ("stages", name), stages_raw[name], cloud, cluster)
+        for name in stages
+    }
+    check_distinct(doc, identities)
+    stages = {n: dataclasses.replace(st, deploy_identity=identities[n]) for n, st in stages.items()}
     _check_stages(doc, stages)
     return Deployment(
         name=name,

@@ -92,8 +92,8 @@ def find_sops_config(start: Path) -> Path | None:
     return None
 
 
-def creation_rule(path: Path) -> SopsRule | None:
-    """The first `.sops.yaml` creation rule whose path_regex matches `path`."""
+def matching_rule(path: Path) -> tuple[str, dict[str, Any]] | None:
+    """(its name, the rule) of the first `.sops.yaml` creation rule matching `path`."""
     config = find_sops_config(path.resolve().parent)
     if config is None:
         return None
@@ -107,8 +107,14 @@ def creation_rule(path: Path) -> SopsRule | None:
             continue
         pattern = rule.get("path_regex")
         if pattern is None or _search(str(pattern), rel):
-            return SopsRule.from_mapping(f".sops.yaml creation_rules[{index}]", rule)
+            return f".sops.yaml creation_rules[{index}]", rule
     return None
+
+
+def creation_rule(path: Path) -> SopsRule | None:
+    """The first `.sops.yaml` creation rule whose path_regex matches `path`."""
+    found = matching_rule(path)
+    return SopsRule.from_mapping(*found) if found else None
 
 
 def enc_problem(value: str) -> str | None:

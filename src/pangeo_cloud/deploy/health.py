@@ -7,7 +7,9 @@ This module owns ``pangeo-cloud health``. With an admin service token (the
 1. ``hub``: reads the hub's version and checks the token;
    ``scratch-broker``: the scratch-credentials service answers its health check
    through the hub's proxy (a broken broker is reported with its reason);
-2. ``create-user``: creates a throw-away user ``health-check-<random>`` and writes
+2. ``create-user``: creates a throw-away user ``health-check-<random>`` (or the
+   ``--user`` name, which must not exist: an existing user is refused, never
+   touched, so the check cannot delete a real user and their home) and writes
    into its ``auth_state`` a ticket signed with this service's token
    (:mod:`pangeo_cloud.hub.service_users`): the user never logged in with GitHub,
    and without the ticket the hub's pre-spawn auth refresh refuses it;
@@ -22,7 +24,8 @@ This module owns ``pangeo-cloud health``. With an admin service token (the
 7. ``dask-gateway``: ``dask_gateway.Gateway()`` (no arguments, as users do)
    starts a cluster, scales to one worker, computes, sees ``PANGEO_SCRATCH`` on
    the worker, shuts down;
-8. ``cleanup``: always: kernel, server and user are removed.
+8. ``cleanup``: always: kernel, server and user are removed, and only what this
+   run created (the hub answered 201 to its POST; a name that existed is left alone).
 
 HTTP calls retry with exponential backoff on connection errors, 429 and 5xx.
 A failure raises :class:`HealthError` naming the step. The websocket client
@@ -167,6 +170,30 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects on the same host only: urllib would resend the token elsewhere."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if (new.scheme, new.netloc) != (old.scheme, old.netloc):
+            raise urllib.error.HTTPError(
+                req.full_url,
+                code,
+                f"refusing to follow a redirect to {new.scheme}://{new.netloc} with the token",
+                headers,
+                fp,
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 @dataclass
 class Api:
     """JSON over HTTP with a token, retrying transient failures with backoff."""
@@ -194,12 +221,15 @@ class Api:
                     "Accept": "application/json",
                 },
             )
+            opener = urllib.request.build_opener(
+                urllib.request.HTTPSHandler(context=self.context), _SameHostRedirects()
+            )
             try:
-                with urllib.request.urlopen(
-                    req, timeout=self.timeout, context=self.context
-                ) as resp:
+                with opener.open(req, timeout=self.timeout) as resp:
                     status, text = resp.status, resp.read().decode()
             except urllib.error.HTTPError as exc:
+                if 300 <= exc.code < 400:  # a redirect _SameHostRedirects refused
+                    raise HttpError(exc.code, f"{method} {url}: {exc.msg}") from None
                 status, text = exc.code, exc.read().decode(errors="replace")
             except (urllib.error.URLError, OSError) as exc:
                 delay = next(delays, None)
@@ -476,8 +506,14 @@ def run_health(opts: HealthOptions, out: Printer = print) -> list[str]:
 
     def create_user() -> str:
         status, _ = hub.request("POST", f"users/{name}", ok=(201, 409))
-        state["user"] = name
-        note = f"user {name}" + (" (existed)" if status == 409 else "")
+        if status == 409:
+            raise HealthError(
+                "create-user",
+                f"user {name!r} already exists on the hub; the check creates and deletes only "
+                "its own throw-away users: omit --user or name one that does not exist",
+            )
+        state["user"] = name  # created by this run: the only user cleanup deletes
+        note = f"user {name}"
         if not state.get("service"):
             return note + ", no ticket (the token is not a service's)"
         ticket = make_ticket(opts.token, state["service"], name, int(opts.start_timeout) + 1800)

@@ -9,9 +9,13 @@ This module owns the mapping from a changed path to the releases it affects:
 * ``deployments/<name>/deployment.yaml``: every stage of that deployment;
 * a values or secrets file of ``deployments/<name>/``: the stages that list it
   (every stage of that deployment when no stage does, e.g. a deleted file);
-* documentation, tests, CI workflows, scripts, lint configuration and the
-  client-only parts of the CLI (commands, plan, diff, health, promotion, the
-  local runtime): **nothing**.
+* what deploys and checks a release: the CLI (``cli.py``, ``commands/``,
+  ``deploy/``: deploy, health, plan, promotion), the deploy workflows, the
+  install scripts and their checksums, the ``Makefile`` and the deploy lock
+  file: **every** deployment and stage too, so that such a change runs on
+  staging (and records a pass there) before it deploys prod;
+* documentation, tests, the workflows that do not deploy (tests, image bump),
+  lint configuration, the test stand-ins and the local runtime: **nothing**.
 
 Only deployments on a cloud (not ``cloud: local``) are deployment targets unless
 asked. The same rules decide whether a staging pass carries over to a later
@@ -33,22 +37,16 @@ NO_DEPLOY_PREFIXES = (
     "docs/",
     "tests/",
     "benchmarks/",
-    ".github/",
     "seed/",
-    "scripts/",
-    "src/pangeo_cloud/commands/",
     "src/pangeo_cloud/testing/",
     "src/pangeo_cloud/local/",
     "src/pangeo_cloud.egg-info/",
 )
 NO_DEPLOY_FILES = {
-    "src/pangeo_cloud/cli.py",
     "src/pangeo_cloud/py.typed",
-    "src/pangeo_cloud/deploy/plan.py",
-    "src/pangeo_cloud/deploy/health.py",
-    "src/pangeo_cloud/deploy/diff.py",
-    "src/pangeo_cloud/deploy/promotion.py",
-    "Makefile",
+    # Workflows that test or open pull requests; they deploy nothing.
+    ".github/workflows/test.yaml",
+    ".github/workflows/image-bump.yaml",
     ".gitignore",
     ".gitattributes",
     ".yamllint.yaml",
@@ -59,13 +57,23 @@ NO_DEPLOY_FILES = {
     "LICENSE.txt",
 }
 NO_DEPLOY_SUFFIXES = (".md", ".rst")
-# Paths that change every release.
+# Paths that change every release. The deploy tooling comes first: it does not
+# run in the cluster, but a change to it must prove itself on staging first.
 ALL_PREFIXES = {
+    "src/pangeo_cloud/deploy/": "the deploy and health code",
+    "src/pangeo_cloud/commands/": "the CLI that deploys",
+    ".github/": "the deploy workflows",
+    "scripts/": "the install scripts of the deploy job",
+    "requirements/": "the deploy job's locked dependencies",
     "helm-chart/": "the chart",
     "src/pangeo_cloud/": "server-side code",
     "images/": "an image",
 }
-ALL_FILES = {"pyproject.toml": "package versions"}
+ALL_FILES = {
+    "pyproject.toml": "package versions",
+    "src/pangeo_cloud/cli.py": "the CLI that deploys",
+    "Makefile": "the deploy job's install steps",
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,9 @@ class Target:
     release: str
     namespace: str
     requires: str | None
+    # deployIdentity: the GitHub environment and cloud principal CI deploys with.
+    environment: str | None = None
+    identity: str | None = None
 
     @property
     def name(self) -> str:
@@ -114,6 +125,8 @@ class Plan:
                 "release": t.release,
                 "namespace": t.namespace,
                 "requires": t.requires,
+                "environment": t.environment,
+                "identity": t.identity,
                 "reasons": reasons,
             }
             for t, reasons in self.targets.items()
@@ -189,7 +202,16 @@ def plan_changes(
     """The releases that `files` (changed paths) require redeploying."""
     deployments = load_all(paths) if deployments is None else deployments
     candidates = [
-        Target(d.name, s.name, d.cloud, s.release, s.namespace, s.requires)
+        Target(
+            d.name,
+            s.name,
+            d.cloud,
+            s.release,
+            s.namespace,
+            s.requires,
+            s.deploy_identity.environment if s.deploy_identity else None,
+            s.deploy_identity.principal if s.deploy_identity else None,
+        )
         for d in deployments.values()
         if include_local or d.cloud != "local"
         for s in d.stages.values()

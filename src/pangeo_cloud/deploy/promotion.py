@@ -15,7 +15,11 @@ A stage with ``requires: <other stage>`` accepts a commit when
   tests, or ``values/prod.yaml``: then the required stage at this commit is
   exactly what passed at ``P``;
 
-and its working tree has no uncommitted change that affects the stage.
+and its working tree has no uncommitted change that affects the stage. Only a
+real pass counts (:mod:`pangeo_cloud.deploy.pass_tags`): an annotated tag on the
+commit, made by the deploy workflow's identity, naming its run. A tag that
+fails this is refused with the reason, never skipped silently for the commit
+itself; forged tags on earlier commits are not carried over.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pangeo_cloud.config import Deployment, Paths
+from pangeo_cloud.deploy.pass_tags import DEPLOY_TAGGER, pass_problem, read_tag
 from pangeo_cloud.deploy.plan import git, load_all, plan_changes
 from pangeo_cloud.deploy.tools import ToolError
 
@@ -69,6 +74,13 @@ def record_pass(
     tag = tag_name(deployment, stage, sha)
     existing = git(["tag", "-l", tag], repo).strip()
     if existing:
+        found = read_tag(repo, tag)
+        if found is None or found.tag != tag or found.type != "commit" or found.object != sha:
+            # A forged or broken tag under the pass's name: never vouch for it.
+            raise PromotionError(
+                f"tag {tag} exists but is not a pass of {sha[:12]} (lightweight, or another "
+                "object); delete it (`git tag -d`, and on the remote) and record the pass again"
+            )
         return tag
     run_url = ""
     if os.environ.get("GITHUB_RUN_ID"):
@@ -96,37 +108,48 @@ def record_pass(
 
 
 def _candidates(repo: Path, deployment: str, stage: str) -> list[tuple[str, str]]:
-    """(tag, commit) of earlier passes, newest first."""
+    """(tag, the commit its name claims) of earlier pass tags, newest first."""
+    prefix = f"refs/tags/{TAG_PREFIX}/{deployment}/{stage}/"
     out = git(
         [
             "for-each-ref",
             "--sort=-creatordate",
             f"--count={MAX_CANDIDATES}",
-            "--format=%(refname:short) %(*objectname) %(objectname)",
-            f"refs/tags/{TAG_PREFIX}/{deployment}/{stage}/",
+            "--format=%(refname)",
+            prefix,
         ],
         repo,
     )
-    pairs = []
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) >= 2:
-            # Annotated: %(*objectname) is the commit; lightweight: it is empty and
-            # %(objectname) is the commit. Either way the second field.
-            pairs.append((fields[0], fields[1]))
-    return pairs
+    names = [line.strip().removeprefix("refs/tags/") for line in out.splitlines() if line]
+    # Whether the tag really points there is pass_problem's question.
+    return [(name, name.rsplit("/", 1)[-1]) for name in names]
 
 
 def find_pass(
-    repo: Path, paths: Paths, deployment: str, stage: str, rev: str = "HEAD"
+    repo: Path,
+    paths: Paths,
+    deployment: str,
+    stage: str,
+    rev: str = "HEAD",
+    *,
+    tagger: str = DEPLOY_TAGGER,
 ) -> PassRecord | None:
-    """The pass that covers `rev` for `deployment/stage`, if any (see module docs)."""
+    """The real pass that covers `rev` for `deployment/stage`, if any (see module docs).
+
+    The commit's own tag, if present, must be a real pass: a forged one raises
+    PromotionError with the reason. Earlier passes that are not real are skipped.
+    """
     sha = resolve(repo, rev)
     own = tag_name(deployment, stage, sha)
     if git(["tag", "-l", own], repo).strip():
+        problem = pass_problem(repo, own, sha, tagger)
+        if problem:
+            raise PromotionError(f"refusing to promote {sha[:12]}: {problem}")
         return PassRecord(own, sha)
     deployments = load_all(paths)
     for tag, commit in _candidates(repo, deployment, stage):
+        if pass_problem(repo, tag, commit, tagger):
+            continue  # not a real pass: nothing to carry over
         changed = git(["diff", "--name-only", "--no-renames", commit, sha], repo).split()
         plan = plan_changes(
             changed, paths, stage=stage, include_local=True, deployments=deployments
@@ -153,7 +176,13 @@ def uncommitted_changes(repo: Path, paths: Paths, deployment: str, stages: list[
 
 
 def check_promotion(
-    deployment: Deployment, stage: str, paths: Paths, *, repo: Path | None = None, rev: str = "HEAD"
+    deployment: Deployment,
+    stage: str,
+    paths: Paths,
+    *,
+    repo: Path | None = None,
+    rev: str = "HEAD",
+    tagger: str = DEPLOY_TAGGER,
 ) -> PassRecord | None:
     """Raise PromotionError unless `rev` may be deployed to `stage` (None: no rule)."""
     required = deployment.stage(stage).requires
@@ -175,12 +204,12 @@ def check_promotion(
             + ", ".join(dirty[:5])
             + (" ..." if len(dirty) > 5 else "")
         )
-    record = find_pass(repo, paths, deployment.name, required, sha)
+    record = find_pass(repo, paths, deployment.name, required, sha, tagger=tagger)
     if record is None:
         raise PromotionError(
             f"refusing to deploy {target}: commit {sha[:12]} has not passed "
             f"{deployment.name}/{required} (no tag {tag_name(deployment.name, required, sha)} "
-            "and no earlier pass with the same inputs); deploy and health-check "
+            "and no earlier real pass with the same inputs); deploy and health-check "
             f"{required} first"
         )
     return record

@@ -44,6 +44,7 @@ import yaml
 from pangeo_cloud.config import ConfigError, Deployment, Paths
 from pangeo_cloud.config.layering import Layer, values_layers
 from pangeo_cloud.config.model import Stage
+from pangeo_cloud.config.recipients import recipient_problems
 from pangeo_cloud.deploy import cluster
 from pangeo_cloud.deploy.promotion import check_promotion
 from pangeo_cloud.deploy.sops import SopsDecryptor, plaintext_dir, temp_name
@@ -424,6 +425,12 @@ def dry_run(
     return plan
 
 
+def _recipients_hint(stage: Stage) -> str:
+    """Why decryption may have failed: a file not encrypted for a key its rule names."""
+    problems = [p for file in stage.secrets_files for p in recipient_problems(file)]
+    return f" (likely cause: {problems[0]})" if problems else ""
+
+
 def deploy(
     deployment: Deployment,
     stage_name: str,
@@ -477,7 +484,7 @@ def deploy(
     try:
         layers = values_layers(deployment, stage, paths=paths, decrypt=decryptor)
     except (ToolError, ConfigError) as exc:
-        raise DeployError(target, "decrypt", str(exc)) from None
+        raise DeployError(target, "decrypt", str(exc) + _recipients_hint(stage)) from None
     done(t0)
     # 5. cluster (read-only)
     t0 = begin("cluster", preview.step("cluster").summary)

@@ -120,11 +120,35 @@ def test_cli(prod_hub, repo_paths, capsys, monkeypatch) -> None:
         [
             *("--root", str(repo_paths.root), "health", prod_hub.deployment, "prod"),
             *("--hub-url", prod_hub.url, "--skip-dask", "--start-timeout", "240"),
+            "--allow-other-host",  # the stage's domain is not this loopback hub
         ]
     )
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"healthy: {prod_hub.deployment}/prod" in out and "ok   scratch" in out
+
+
+def test_existing_user_is_refused_and_kept(prod_hub) -> None:
+    """`--user` naming a real user: one line, and the user (their server, home) stays."""
+    name = f"scientist-{secrets.token_hex(4)}"
+    with _admin(prod_hub) as api:
+        assert api.post(f"users/{name}").status_code == 201
+        try:
+            lines: list[str] = []
+            with pytest.raises(HealthError) as info:
+                run_health(
+                    HealthOptions(prod_hub.url, prod_hub.token, user=name, start_timeout=120),
+                    out=lines.append,
+                )
+            message = str(info.value)
+            assert "\n" not in message
+            assert message.startswith("health check failed at step 'create-user'")
+            assert f"user '{name}' already exists" in message
+            assert name in _users(prod_hub)
+            assert not api.get(f"users/{name}").json()["servers"]
+            assert not any(line.startswith(("ok   cleanup", "FAIL cleanup")) for line in lines)
+        finally:
+            api.delete(f"users/{name}")
 
 
 @pytest.mark.parametrize("case", ["no-ticket", "forged", "other-user", "expired", "other-service"])

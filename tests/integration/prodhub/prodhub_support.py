@@ -491,7 +491,7 @@ def run_health(hub: ProductionHub, *args: str, timeout: float = 900) -> subproce
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return subprocess.run(
         [sys.executable, "-m", "pangeo_cloud.cli", "--root", str(REPO), "health",
-         hub.deployment, hub.stage, "--hub-url", hub.url, *args],
+         hub.deployment, hub.stage, "--hub-url", hub.url, "--allow-other-host", *args],
         capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )  # fmt: skip
 

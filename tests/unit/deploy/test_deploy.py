@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from deploy_helpers import SECRET_REGEX, TEST_KEY, age_recipient, workflow_pass
 
 from pangeo_cloud.config import ConfigError, Paths, load_deployment
 from pangeo_cloud.config.layering import merge_all, values_layers
 from pangeo_cloud.deploy import release
-from pangeo_cloud.deploy.promotion import record_pass
 from pangeo_cloud.deploy.sops import SopsDecryptor
 
 DEP = "gcp-us-central1-b"
@@ -287,12 +287,12 @@ def test_failed_upgrade_names_the_step_and_cleans_up(
     )
 
 
-def test_prod_refuses_until_staging_passed(deploy_repo: Paths, stub_cluster) -> None:
+def test_prod_refuses_until_staging_passed(deploy_repo: Paths, stub_cluster, monkeypatch) -> None:
     deployment = load_deployment(DEP, deploy_repo)
     with pytest.raises(release.DeployError, match="failed at step 'promotion'.*has not passed"):
         release.deploy(deployment, "prod", deploy_repo, out=lambda _: None)
     assert _entries(stub_cluster) == []  # nothing reached the cluster commands
-    record_pass(deploy_repo.root, DEP, "staging")
+    workflow_pass(monkeypatch, deploy_repo.root, DEP, "staging")
     lines: list[str] = []
     release.deploy(deployment, "prod", deploy_repo, out=lines.append)
     assert any(f"passed/{DEP}/staging/" in line for line in lines)
@@ -306,6 +306,30 @@ def test_missing_key_stops_at_decrypt(deploy_repo: Paths, stub_cluster, monkeypa
         )
     assert "at step 'decrypt'" in str(info.value) and "no decryption key" in str(info.value)
     assert "nothing in the cluster was changed" in str(info.value)
+    assert _entries(stub_cluster) == []
+
+
+def test_decrypt_failure_names_a_missing_recipient(
+    deploy_repo: Paths, stub_cluster, monkeypatch
+) -> None:
+    """CI holds the KMS key only; a file encrypted for the age key only is the likely cause."""
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE")
+    kms = "projects/p/locations/global/keyRings/r/cryptoKeys/sops"
+    (deploy_repo.root / ".sops.yaml").write_text(
+        f"creation_rules:\n  - path_regex: deployments/{DEP}/secrets/staging.enc.yaml\n"
+        f"    encrypted_regex: '{SECRET_REGEX}'\n"
+        f"    gcp_kms: {kms}\n    age: {age_recipient(TEST_KEY)}\n"
+    )
+    with pytest.raises(release.DeployError) as info:
+        release.deploy(
+            load_deployment(DEP, deploy_repo), "staging", deploy_repo, out=lambda _: None
+        )
+    message = str(info.value)
+    assert "\n" not in message and "at step 'decrypt'" in message
+    assert f"likely cause: {deploy_repo.deployments / DEP / 'secrets' / 'staging.enc.yaml'}" in (
+        message
+    )
+    assert f"not encrypted for gcp_kms {kms}" in message
     assert _entries(stub_cluster) == []
 
 

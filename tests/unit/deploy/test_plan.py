@@ -21,8 +21,20 @@ ALL_CLOUD = [
     ("files", "expected"),
     [
         (["docs/index.md", "README.md", "tests/unit/test_x.py"], []),
-        ([".github/workflows/test.yaml", "Makefile", ".yamllint.yaml", "scripts/x.sh"], []),
-        (["src/pangeo_cloud/commands/plan.py", "src/pangeo_cloud/cli.py"], []),
+        ([".github/workflows/test.yaml", ".github/workflows/image-bump.yaml"], []),
+        ([".yamllint.yaml", "src/pangeo_cloud/testing/kubelet.py"], []),
+        # What deploys and checks a release runs on staging before prod (issue 14).
+        (["src/pangeo_cloud/deploy/health.py"], ALL_CLOUD),
+        (["src/pangeo_cloud/deploy/promotion.py"], ALL_CLOUD),
+        (["src/pangeo_cloud/deploy/plan.py"], ALL_CLOUD),
+        (["src/pangeo_cloud/commands/health.py"], ALL_CLOUD),
+        (["src/pangeo_cloud/cli.py"], ALL_CLOUD),
+        ([".github/workflows/deploy.yaml"], ALL_CLOUD),
+        ([".github/workflows/new-deploy-step.yaml"], ALL_CLOUD),
+        (["scripts/install-go-tools.sh"], ALL_CLOUD),
+        (["scripts/tool-checksums.txt"], ALL_CLOUD),
+        (["requirements/deploy.lock"], ALL_CLOUD),
+        (["Makefile"], ALL_CLOUD),
         (["src/pangeo_cloud/local/up.py", "src/pangeo_cloud/testing/github.py"], []),
         (["helm-chart/pangeo-cloud/values.yaml"], ALL_CLOUD),
         (["helm-chart/pangeo-cloud/templates/hub-code-configmap.yaml"], ALL_CLOUD),
@@ -111,6 +123,9 @@ def test_cli_json_is_a_ci_matrix(repo_paths: Paths, capsys, monkeypatch) -> None
                 "release": "staging",
                 "namespace": "staging",
                 "requires": None,
+                # The deploy job runs in this environment with this identity (issue 14).
+                "environment": "staging",
+                "identity": "pangeo-deploy-staging@pangeo-181919.iam.gserviceaccount.com",
             }
         ]
     }
