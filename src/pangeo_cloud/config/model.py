@@ -67,6 +67,8 @@ class Deployment:
     node_pools: tuple[NodePool, ...]
     stages: dict[str, Stage] = field(default_factory=dict)
     source: Document | None = None
+    # The monitoring release of the cluster (config/support.py), if declared.
+    support: Any = None
 
     def stage(self, name: str) -> Stage:
         try:
@@ -159,7 +161,15 @@ class _Reader:
         return tuple(out)
 
 
-_TOP = {"name": True, "cloud": True, "cluster": False, "nodePools": False, "stages": True}
+_TOP = {
+    "name": True,
+    "cloud": True,
+    "cluster": False,
+    "nodePools": False,
+    "stages": True,
+    # The cluster's monitoring release (helm-chart/support): see config/support.py.
+    "support": False,
+}
 _CLUSTER = {
     "name": False,
     "project": False,
@@ -353,6 +363,9 @@ def parse_deployment(doc: Document) -> Deployment:
     names = set(stages_raw)
     stages = {str(s): _read_stage(r, str(s), v, base, names) for s, v in stages_raw.items()}
     _check_stages(doc, stages)
+    from pangeo_cloud.config.support import read_support  # support imports this module
+
+    support = read_support(r, raw.get("support"), base, stages)
     return Deployment(
         name=name,
         cloud=cloud,
@@ -362,6 +375,7 @@ def parse_deployment(doc: Document) -> Deployment:
         node_pools=_read_pools(r, raw.get("nodePools")),
         stages=stages,
         source=doc,
+        support=support,
     )
 
 
