@@ -72,7 +72,9 @@ class SupportRelease:
     name: str = SUPPORT_TARGET
 
 
-def read_support(reader: Any, raw: Any, base: Path, stages: dict[str, Any]) -> SupportRelease | None:
+def read_support(
+    reader: Any, raw: Any, base: Path, stages: dict[str, Any]
+) -> SupportRelease | None:
     """The `support:` key of deployment.yaml (None when absent); `reader` is model._Reader."""
     if raw is None:
         return None
