@@ -47,6 +47,8 @@ PROMETHEUS_SUBCHARTS = (
     ("prometheus-node-exporter", "4.56.1"),
     ("prometheus-pushgateway", "3.8.0"),
 )
+UNVERSIONED = "http://json-schema.org/schema#"
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 # Maps under which any key is allowed (checked against defaults otherwise).
 FREE_FORM = {("grafana", "grafana.ini")}
 # Grafana's other ways in, each must stay off.
@@ -161,7 +163,11 @@ def _check_chart(
 ) -> list[ConfigError]:
     if upstream.schema:
         merged = merge(upstream.values, ours)
-        return schema_errors(merged, upstream.schema, prefix, layers)
+        schema = upstream.schema
+        if schema.get("$schema") == UNVERSIONED:
+            # The prometheus chart names no draft; its defaults validate under draft-07.
+            schema = {**schema, "$schema": DRAFT_07}
+        return schema_errors(merged, schema, prefix, layers)
     # `enabled` is the parent's condition (Chart.yaml), not a key of the chart.
     ours = {k: v for k, v in ours.items() if k != "enabled"}
     return unknown_keys(ours, upstream.values, prefix, layers)
