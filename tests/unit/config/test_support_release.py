@@ -230,17 +230,19 @@ def test_prometheus_service_with_more_than_read_metrics_is_refused(repo_copy, ed
 
 
 @pytest.mark.parametrize("name", CLOUDS)
-def test_support_values_validate_against_the_pinned_charts(repo_paths, upstream_dir, name):
+def test_support_values_validate_against_the_pinned_charts(repo_paths, support_upstream_dir, name):
     deployment = load_deployment(name, repo_paths)
     layers = support_layers(deployment, paths=repo_paths)
-    errors, note = check_support_schemas(merge_all(layers), layers, repo_paths, str(upstream_dir))
+    errors, note = check_support_schemas(
+        merge_all(layers), layers, repo_paths, str(support_upstream_dir)
+    )
     assert errors == []
     assert "prometheus 29.27.0 (schema)" in note
     # grafana ships no schema: its keys are checked against its default values.yaml.
     assert "grafana 12.11.1 (default keys)" in note
 
 
-def test_unknown_grafana_key_is_caught_without_a_schema(repo_copy):
+def test_unknown_grafana_key_is_caught_without_a_schema(repo_copy, support_upstream_dir):
     file = _support_values_file(repo_copy)
     file.write_text(file.read_text() + "  persistance: {enabled: true}\n")
     deployment = load_deployment("gcp-us-central1-b", repo_copy)
@@ -252,7 +254,7 @@ def test_unknown_grafana_key_is_caught_without_a_schema(repo_copy):
     assert "support.yaml:" in text
 
 
-def test_prometheus_schema_violation_is_caught(repo_copy):
+def test_prometheus_schema_violation_is_caught(repo_copy, support_upstream_dir):
     file = _support_values_file(repo_copy)
     text = file.read_text().replace("prometheus:\n", "prometheus:\n  rbac: {create: maybe}\n", 1)
     file.write_text(text)
@@ -262,7 +264,7 @@ def test_prometheus_schema_violation_is_caught(repo_copy):
     assert [e.key_path for e in errors] == ["prometheus.rbac.create"]
 
 
-def test_our_keys_are_checked_by_the_support_schema(repo_copy):
+def test_our_keys_are_checked_by_the_support_schema(repo_copy, support_upstream_dir):
     file = _support_values_file(repo_copy)
     file.write_text(file.read_text() + "pangeo:\n  grafanna: {}\n")
     deployment = load_deployment("gcp-us-central1-b", repo_copy)
