@@ -43,7 +43,7 @@ objectstore:
 lint: install tools
 	ruff check src tests benchmarks scripts
 	ruff format --check src tests benchmarks scripts
-	yamllint -s deployments helm-chart/pangeo-cloud/values.yaml .github .sops.yaml
+	yamllint -s deployments helm-chart/pangeo-cloud/values.yaml helm-chart/support/values.yaml .github .sops.yaml
 	actionlint
 
 validate: install tools
@@ -59,8 +59,9 @@ up: install tools system objectstore
 
 chart-lock: install
 	$(VENV)/bin/python scripts/update-chart-lock.py
+	$(VENV)/bin/python scripts/update-chart-lock.py helm-chart/support
 
 clean:
-	rm -rf $(VENV) .pytest_cache helm-chart/pangeo-cloud/charts
+	rm -rf $(VENV) .pytest_cache helm-chart/pangeo-cloud/charts helm-chart/support/charts
 
 include scripts/k8s.mk
