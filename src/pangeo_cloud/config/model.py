@@ -10,12 +10,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pangeo_cloud.config.errors import ConfigError
 from pangeo_cloud.config.paths import Paths
 from pangeo_cloud.config.units import parse_quantity
 from pangeo_cloud.config.yamlpos import Document, KeyPath, load_yaml
+
+if TYPE_CHECKING:
+    from pangeo_cloud.config.support import SupportRelease
 
 CLOUDS = ("gcp", "aws", "local")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -68,7 +71,7 @@ class Deployment:
     stages: dict[str, Stage] = field(default_factory=dict)
     source: Document | None = None
     # The monitoring release of the cluster (config/support.py), if declared.
-    support: Any = None
+    support: SupportRelease | None = None
 
     def stage(self, name: str) -> Stage:
         try:

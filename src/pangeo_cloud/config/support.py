@@ -25,12 +25,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pangeo_cloud.config.errors import ConfigError
 from pangeo_cloud.config.yamlpos import KeyPath
+
+if TYPE_CHECKING:
+    from pangeo_cloud.config.model import Deployment
 
 SUPPORT_TARGET = "support"  # how commands name the support release: DEPLOYMENT support
 GRAFANA_SERVICE = "grafana"  # the hub service Grafana is the OAuth client of
@@ -124,7 +127,7 @@ def read_support(
     )
 
 
-def require_support(deployment: Any) -> SupportRelease:
+def require_support(deployment: Deployment) -> SupportRelease:
     """The deployment's support release, or one clear error."""
     if deployment.support is None:
         raise ConfigError(
@@ -162,7 +165,7 @@ def prometheus_url(support: SupportRelease) -> str:
     return f"http://{support.release}-prometheus-server.{support.namespace}.svc"
 
 
-def scrape_targets(deployment: Any) -> dict[str, dict[str, str]]:
+def scrape_targets(deployment: Deployment) -> dict[str, dict[str, str]]:
     """Stage -> its hub and dask-gateway API addresses (host:port) in the cluster."""
     from pangeo_cloud.config.wiring import gateway_fullname
 
@@ -176,7 +179,7 @@ def scrape_targets(deployment: Any) -> dict[str, dict[str, str]]:
     }
 
 
-def scrape_configs(deployment: Any) -> list[dict[str, Any]]:
+def scrape_configs(deployment: Deployment) -> list[dict[str, Any]]:
     """Prometheus scrape_configs for every stage's hub and gateway.
 
     Job names must be unique, and each stage's hub has its own token: one
@@ -206,7 +209,7 @@ def scrape_configs(deployment: Any) -> list[dict[str, Any]]:
     return jobs
 
 
-def support_wiring(deployment: Any, support: SupportRelease) -> dict[str, Any]:
+def support_wiring(deployment: Deployment, support: SupportRelease) -> dict[str, Any]:
     """The generated layer (module docstring, layer 2)."""
     rel = support.release
     domain = deployment.stages[support.login_stage].domain
@@ -263,7 +266,7 @@ def support_wiring(deployment: Any, support: SupportRelease) -> dict[str, Any]:
 
 
 def support_layers(
-    deployment: Any,
+    deployment: Deployment,
     *,
     paths: Any = None,
     decrypt: Any = None,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pangeo_cloud.config.errors import ConfigError, format_key_path
 from pangeo_cloud.config.layering import Layer, merge, origin
@@ -39,6 +39,9 @@ from pangeo_cloud.config.support import (
     grafana_service_url,
     hub_urls,
 )
+
+if TYPE_CHECKING:
+    from pangeo_cloud.config.model import Deployment
 
 # The prometheus chart's own dependencies, as its Chart.lock (29.27.0) pins them.
 PROMETHEUS_SUBCHARTS = (
@@ -204,7 +207,7 @@ class _Problems:
 
 
 def check_hub_login(
-    deployment: Any,
+    deployment: Deployment,
     support: SupportRelease,
     values: dict[str, Any],
     layers: list[Layer],
@@ -307,7 +310,7 @@ def _check_only_admins(problems: _Problems, values: dict[str, Any]) -> None:
 
 def _check_metrics_tokens(
     problems: _Problems,
-    deployment: Any,
+    deployment: Deployment,
     values: dict[str, Any],
     stage_values: dict[str, dict[str, Any]],
     stage_layers: dict[str, list[Layer]],
