@@ -11,6 +11,11 @@ and spawn series exist. Then every panel query and every variable query of
 every dashboard, with Grafana's variables replaced by concrete values, is run:
 none may be refused, and the hub's series come back non-empty.
 
+The same hub also plays the other side of Grafana's login (part (d)): Grafana's
+generic OAuth flow, with the support release's generated settings, against
+the hub's service `grafana` from the prod values: a hub admin gets Grafana's
+Admin role; the hub refuses anyone else.
+
 Test-only differences: JupyterHub's SimpleLocalProcessSpawner instead of
 KubeSpawner (no Kubernetes here), a 1 s scrape interval instead of 1 min, and
 active users counted every second instead of every hour.
@@ -20,8 +25,12 @@ their queries must still be accepted (they return nothing).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +39,9 @@ import pytest
 
 from pangeo_cloud import dashboards
 from pangeo_cloud.config import Paths, load_deployment
-from pangeo_cloud.config.support import scrape_configs
+from pangeo_cloud.config.layering import merge_all
+from pangeo_cloud.config.support import scrape_configs, support_layers
+from pangeo_cloud.config.support_checks import grafana_role
 from pangeo_cloud.local.prometheus import (
     PrometheusServer,
     ScrapeTarget,
@@ -41,7 +52,7 @@ from pangeo_cloud.testing.github import GitHubStandIn
 
 # The hub harness is shared with tests/integration/hub (a plain module there).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
-from hub_process_support import Hub, deployment_hub_values, launch_hub  # noqa: E402
+from hub_process_support import Hub, deployment_hub_values, launch_hub, page_text  # noqa: E402
 
 pytestmark = [
     pytest.mark.integration,
@@ -53,6 +64,7 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[3]
 DEPLOYMENT, STAGE = "gcp-us-central1-b", "prod"
 USER = "dana"
+ADMIN = "olga"
 DASHBOARDS = REPO / "helm-chart" / "support" / "files" / "dashboards"
 # Values for the dashboards' own variables (Grafana's built-ins: pangeo_cloud.dashboards).
 VARIABLES = {"deployment": DEPLOYMENT, "stage": STAGE, "user": ".*", "datasource": "prometheus"}
@@ -88,25 +100,39 @@ def values() -> dict:
 
 
 @pytest.fixture(scope="module")
-def hub(values, tmp_path_factory) -> Iterator[Hub]:
+def github(values) -> Iterator[GitHubStandIn]:
     team = values["hub"]["config"]["GitHubOAuthenticator"]["allowed_organizations"][0]
+    admins = values["custom"]["pangeo"]["auth"]["adminTeams"]
     with GitHubStandIn(client_id="pangeo-test-client") as github:
         github.add_user(USER, teams=[team])
-        hub = launch_hub(
-            tmp_path_factory.mktemp("metrics-hub"),
-            values,
-            spawner_class="jupyterhub.spawner.SimpleLocalProcessSpawner",
-            github_url=github.url,
-            after_entry=AFTER_ENTRY,
-        )
-        try:
-            with httpx.Client(follow_redirects=True, timeout=30) as client:
-                github.next_user = USER
-                r = client.get(f"{hub.url}/hub/oauth_login", params={"next": "/hub/home"})
-                assert r.status_code == 200 and r.url.path == "/hub/home", r.text
-            yield hub
-        finally:
-            hub.stop()
+        # A member of the deployment's admin team: a hub admin.
+        github.add_user(ADMIN, teams=admins)
+        yield github
+
+
+def login(hub: Hub, github: GitHubStandIn, name: str) -> httpx.Client:
+    """A browser session of `name` on the hub, logged in through the GitHub stand-in."""
+    client = httpx.Client(follow_redirects=True, timeout=30)
+    github.next_user = name
+    r = client.get(f"{hub.url}/hub/oauth_login", params={"next": "/hub/home"})
+    assert r.status_code == 200 and r.url.path == "/hub/home", r.text
+    return client
+
+
+@pytest.fixture(scope="module")
+def hub(values, github, tmp_path_factory) -> Iterator[Hub]:
+    hub = launch_hub(
+        tmp_path_factory.mktemp("metrics-hub"),
+        values,
+        spawner_class="jupyterhub.spawner.SimpleLocalProcessSpawner",
+        github_url=github.url,
+        after_entry=AFTER_ENTRY,
+    )
+    try:
+        login(hub, github, USER).close()
+        yield hub
+    finally:
+        hub.stop()
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +241,89 @@ def test_every_dashboard_query_is_accepted_and_hub_series_are_returned(hub, prom
     # The stage variable's own query finds the stage.
     stages = results[("pangeo-hub-activity", "variable stage", "stage")]
     assert {s["metric"]["stage"] for s in stages} == {STAGE}
+
+
+# --- (d) Grafana's login, played against the same real hub --------------------------
+
+
+def grafana_login(hub: Hub, github: GitHubStandIn, name: str, values: dict) -> dict:
+    """Grafana's generic_oauth flow for `name`, with the support release's settings.
+
+    The endpoints are the generated ones with the public host replaced by this
+    hub's loopback address (their paths are kept); the client is the hub's
+    service `grafana` from the prod values, its secret that service's token.
+    Returns the user model Grafana maps to a role, or the hub's refusal.
+    """
+    deployment = load_deployment(DEPLOYMENT, Paths.discover(REPO))
+    support = merge_all(support_layers(deployment, paths=Paths.discover(REPO)))
+    ini = support["grafana"]["grafana.ini"]
+    oauth = ini["auth.generic_oauth"]
+
+    def here(url: str) -> str:
+        parts = urllib.parse.urlsplit(url)
+        assert parts.netloc == deployment.stages[STAGE].domain, url
+        return hub.url + parts.path
+
+    redirect_uri = ini["server"]["root_url"] + "login/generic_oauth"
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    browser = login(hub, github, name)
+    try:
+        r = browser.get(
+            here(oauth["auth_url"]),
+            params={
+                "client_id": oauth["client_id"],
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": oauth["scopes"],
+                "state": "grafana-state",
+                "code_challenge": challenge.decode().rstrip("="),
+                "code_challenge_method": "S256",
+            },
+            follow_redirects=False,
+        )
+    finally:
+        browser.close()
+    if r.status_code == 403:
+        return {"refused": page_text(r)}
+    # No consent page (oauth_no_confirm): straight back to Grafana with a code.
+    assert r.status_code == 302, r.text
+    location = r.headers["location"]
+    assert location.startswith(redirect_uri + "?"), location
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)
+    assert query["state"] == ["grafana-state"]
+    client_secret = values["hub"]["services"]["grafana"]["apiToken"]
+    r = httpx.post(
+        here(oauth["token_url"]),
+        data={
+            "grant_type": "authorization_code",
+            "code": query["code"][0],
+            "redirect_uri": redirect_uri,
+            "client_id": oauth["client_id"],
+            "client_secret": client_secret,
+            "code_verifier": verifier,
+        },
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    # What Grafana's token may do: read who the user is, nothing else.
+    assert httpx.get(f"{hub.url}/hub/api/users", headers=auth, timeout=30).status_code == 403
+    r = httpx.get(here(oauth["api_url"]), headers=auth, timeout=30)
+    assert r.status_code == 200, r.text
+    return {"model": r.json(), "role_path": oauth["role_attribute_path"]}
+
+
+def test_grafana_admits_hub_admins_through_the_hubs_oauth(hub, github, values):
+    admin = grafana_login(hub, github, ADMIN, values)
+    assert admin["model"]["name"] == ADMIN and admin["model"]["admin"] is True
+    assert grafana_role(admin["role_path"], admin["model"]) == "Admin"
+
+
+def test_grafana_login_of_other_hub_users_is_refused_by_the_hub(hub, github, values):
+    # Users lack access:services!service=grafana: the hub refuses at the authorize
+    # step. (Were they let through, Grafana's strict role mapping gives them no
+    # role and refuses them too: tests/unit/config/test_support_release.py.)
+    user = grafana_login(hub, github, USER, values)
+    assert "You do not have permission to access JupyterHub service grafana" in user["refused"]
