@@ -185,8 +185,8 @@ def _get(values: Any, *keys: str) -> Any:
     return values
 
 
-def grafana_role(role_attribute_path: str, user: dict[str, Any]) -> Any:
-    """The Grafana role the JMESPath expression gives a hub user model (as Grafana does)."""
+def grafana_attribute(role_attribute_path: str, user: dict[str, Any]) -> Any:
+    """What a Grafana `*_attribute_path` (JMESPath) gives for a hub user model, as in Grafana."""
     import jmespath
 
     return jmespath.search(role_attribute_path, user)
@@ -280,8 +280,8 @@ def _check_only_admins(problems: _Problems, values: dict[str, Any]) -> None:
     if not isinstance(path, str):
         problems.add(key, "must map the hub's `admin: true` to 'Admin' (a JMESPath expression)")
     else:
-        admin = grafana_role(path, {"kind": "user", "name": "a", "admin": True})
-        other = grafana_role(path, {"kind": "user", "name": "b", "admin": False})
+        admin = grafana_attribute(path, {"kind": "user", "name": "a", "admin": True})
+        other = grafana_attribute(path, {"kind": "user", "name": "b", "admin": False})
         if admin != "Admin" or other:
             problems.add(
                 key,

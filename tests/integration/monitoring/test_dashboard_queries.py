@@ -41,7 +41,7 @@ from pangeo_cloud import dashboards
 from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import merge_all
 from pangeo_cloud.config.support import scrape_configs, support_layers
-from pangeo_cloud.config.support_checks import grafana_role
+from pangeo_cloud.config.support_checks import grafana_attribute
 from pangeo_cloud.local.prometheus import (
     PrometheusServer,
     ScrapeTarget,
@@ -318,7 +318,7 @@ def grafana_login(hub: Hub, github: GitHubStandIn, name: str, values: dict) -> d
 def test_grafana_admits_hub_admins_through_the_hubs_oauth(hub, github, values):
     admin = grafana_login(hub, github, ADMIN, values)
     assert admin["model"]["name"] == ADMIN and admin["model"]["admin"] is True
-    assert grafana_role(admin["role_path"], admin["model"]) == "Admin"
+    assert grafana_attribute(admin["role_path"], admin["model"]) == "Admin"
 
 
 def test_grafana_login_of_other_hub_users_is_refused_by_the_hub(hub, github, values):

@@ -19,7 +19,7 @@ from pangeo_cloud.config.support import (
 from pangeo_cloud.config.support_checks import (
     check_hub_login,
     check_support_schemas,
-    grafana_role,
+    grafana_attribute,
 )
 
 CLOUDS = ["gcp-us-central1-b", "aws-us-west-2"]
@@ -148,15 +148,21 @@ def test_grafana_oauth_points_at_the_login_stage_hub(repo_paths, name):
 
 
 @pytest.mark.parametrize("name", CLOUDS)
-def test_only_hub_admins_get_a_grafana_role(repo_paths, name):
+def test_only_hub_admins_get_a_grafana_attribute(repo_paths, name):
     deployment = load_deployment(name, repo_paths)
     values = merge_all(support_layers(deployment, paths=repo_paths))
     ini = values["grafana"]["grafana.ini"]
     path = ini["auth.generic_oauth"]["role_attribute_path"]
     # The user model /hub/api/user returns for an `identify` token: kind, name, admin.
-    assert grafana_role(path, {"kind": "user", "name": "ann", "admin": True}) == "Admin"
-    assert not grafana_role(path, {"kind": "user", "name": "bob", "admin": False})
+    assert grafana_attribute(path, {"kind": "user", "name": "ann", "admin": True}) == "Admin"
+    assert not grafana_attribute(path, {"kind": "user", "name": "bob", "admin": False})
     assert ini["auth.generic_oauth"]["role_attribute_strict"] is True
+    # Grafana needs a login and an e-mail per user; hub users have only a name.
+    model = {"kind": "user", "name": "ann", "admin": True}
+    for key, expected in (("login", "ann"), ("name", "ann"), ("email", "ann@users.jupyterhub")):
+        assert (
+            grafana_attribute(ini["auth.generic_oauth"][f"{key}_attribute_path"], model) == expected
+        )
     assert ini["auth.anonymous"]["enabled"] is False
     assert ini["auth.basic"]["enabled"] is False
     assert ini["auth"]["disable_login_form"] is True
