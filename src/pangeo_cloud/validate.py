@@ -435,8 +435,11 @@ def validate_all(
     for name, stage in select_targets(selectors, paths):
         try:
             deployment = load_deployment(name, paths)
-            support = stage is None or stage == SUPPORT_TARGET
-            if stage == SUPPORT_TARGET:
+            # `support` names the support release unless a stage has that name (then
+            # deployment.yaml may not declare a support release).
+            only_support = stage == SUPPORT_TARGET and SUPPORT_TARGET not in deployment.stages
+            support = stage is None or only_support
+            if only_support:
                 require_support(deployment)
                 stages = []
             else:

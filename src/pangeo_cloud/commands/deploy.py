@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     paths = Paths.discover(args.root)
     deployment = load_deployment(args.deployment, paths)
-    if args.stage == SUPPORT_TARGET:
+    if args.stage == SUPPORT_TARGET and SUPPORT_TARGET not in deployment.stages:
         return _run_support(args, deployment, paths)
     deployment.stage(args.stage)  # unknown stage: one line, before anything else
     options = dict(

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     paths = Paths.discover(args.root)
     deployment = load_deployment(args.deployment, paths)
-    if args.stage == SUPPORT_TARGET:
+    if args.stage == SUPPORT_TARGET and SUPPORT_TARGET not in deployment.stages:
         return _run_support(args, deployment, paths)
     stage = deployment.stage(args.stage)
     layers = values_layers(deployment, stage, paths=paths)
