@@ -43,7 +43,7 @@ objectstore:
 lint: install tools
 	ruff check src tests benchmarks scripts
 	ruff format --check src tests benchmarks scripts
-	yamllint -s deployments helm-chart/pangeo-cloud/values.yaml .github .sops.yaml
+	yamllint -s deployments helm-chart/pangeo-cloud/values.yaml helm-chart/support/values.yaml .github .sops.yaml
 	actionlint
 
 validate: install tools
@@ -59,6 +59,7 @@ up: install tools system objectstore
 
 chart-lock: install
 	$(VENV)/bin/python scripts/update-chart-lock.py
+	$(VENV)/bin/python scripts/update-chart-lock.py helm-chart/support
 
 # The deploy job's dependencies, pinned with their hashes (pip install --require-hashes):
 # pyproject.toml's runtime and build dependencies, resolved for the workflows' Python.
@@ -68,6 +69,6 @@ deploy-lock: install
 	  --output-file requirements/deploy.lock pyproject.toml
 
 clean:
-	rm -rf $(VENV) .pytest_cache helm-chart/pangeo-cloud/charts
+	rm -rf $(VENV) .pytest_cache helm-chart/pangeo-cloud/charts helm-chart/support/charts
 
 include scripts/k8s.mk

@@ -33,6 +33,20 @@ def upstream_dir(repo_paths: Paths) -> Path:
 
 
 @pytest.fixture(scope="session")
+def support_upstream_dir(repo_paths: Paths) -> Path:
+    """The monitoring charts' values and schemas (the support release), found like
+    upstream_dir: prometheus 29.27.0 and grafana 12.11.1 with their subcharts."""
+    needed = ("prometheus-29.27.0", "grafana-12.11.1", "kube-state-metrics-8.4.0")
+    for candidate in repo_paths.upstream_dirs():
+        if all((candidate / name / "values.yaml").is_file() for name in needed):
+            return candidate
+    pytest.skip(
+        "monitoring chart data not found (" + ", ".join(needed) + "): need "
+        "../shared/upstream beside the repository or $PANGEO_UPSTREAM_DIR"
+    )
+
+
+@pytest.fixture(scope="session")
 def helm_bin() -> str:
     try:
         return find_tool("helm")

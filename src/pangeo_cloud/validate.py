@@ -42,6 +42,7 @@ from pangeo_cloud.config.schemas import (
     validate_umbrella,
 )
 from pangeo_cloud.config.secrets import plain_values_errors
+from pangeo_cloud.config.support import SUPPORT_TARGET, require_support
 from pangeo_cloud.deploy import helm
 from pangeo_cloud.deploy.tools import ToolError
 
@@ -470,7 +471,15 @@ def validate_all(
     for name, stage in select_targets(selectors, paths):
         try:
             deployment = load_deployment(name, paths)
-            stages = [deployment.stage(stage).name] if stage else list(deployment.stages)
+            # `support` names the support release unless a stage has that name (then
+            # deployment.yaml may not declare a support release).
+            only_support = stage == SUPPORT_TARGET and SUPPORT_TARGET not in deployment.stages
+            support = stage is None or only_support
+            if only_support:
+                require_support(deployment)
+                stages = []
+            else:
+                stages = [deployment.stage(stage).name] if stage else list(deployment.stages)
         except ConfigError as exc:
             emit(CheckResult(f"{name}/{stage or '*'}", "deployment", False, [str(exc)]))
             continue
@@ -492,6 +501,18 @@ def validate_all(
             results += validate_stage(
                 deployment,
                 st,
+                paths,
+                upstream_dir=upstream_dir,
+                decrypt=decrypt,
+                on_result=on_result,
+                only=only,
+            )
+        if support and deployment.support is not None:
+            # The cluster's monitoring release (helm-chart/support), same commands.
+            from pangeo_cloud.deploy.support import validate_support
+
+            results += validate_support(
+                deployment,
                 paths,
                 upstream_dir=upstream_dir,
                 decrypt=decrypt,

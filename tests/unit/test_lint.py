@@ -37,6 +37,12 @@ def test_ruff_format():
 
 
 def test_yamllint():
-    targets = ["deployments", "helm-chart/pangeo-cloud/values.yaml", ".github", ".sops.yaml"]
+    targets = [
+        "deployments",
+        "helm-chart/pangeo-cloud/values.yaml",
+        "helm-chart/support/values.yaml",
+        ".github",
+        ".sops.yaml",
+    ]
     result = _run([_tool("yamllint"), "-s", *[t for t in targets if (REPO / t).exists()]])
     assert result.returncode == 0, result.stdout + result.stderr

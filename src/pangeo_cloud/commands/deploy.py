@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from pangeo_cloud.config import Paths, load_deployment
+from pangeo_cloud.config import Deployment, Paths, load_deployment
+from pangeo_cloud.config.support import SUPPORT_TARGET
 from pangeo_cloud.deploy import release
 
 
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "A stage with `requires:` accepts only a commit that passed the required stage.",
     )
     p.add_argument("deployment")
-    p.add_argument("stage")
+    p.add_argument("stage", help=f"a stage, or `{SUPPORT_TARGET}` for the monitoring release")
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -56,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     paths = Paths.discover(args.root)
     deployment = load_deployment(args.deployment, paths)
+    if args.stage == SUPPORT_TARGET and SUPPORT_TARGET not in deployment.stages:
+        return _run_support(args, deployment, paths)
     deployment.stage(args.stage)  # unknown stage: one line, before anything else
     options = dict(
         upstream_dir=args.upstream_dir,
@@ -74,6 +77,28 @@ def run(args: argparse.Namespace) -> int:
         release.dry_run(deployment, args.stage, paths, out=_print, **options)
         return 0
     release.deploy(deployment, args.stage, paths, out=_print, **options)
+    return 0
+
+
+def _run_support(args: argparse.Namespace, deployment: Deployment, paths: Paths) -> int:
+    """`deploy DEPLOYMENT support`: the cluster's monitoring release (helm-chart/support)."""
+    from pangeo_cloud.deploy.support import deploy_support
+
+    if args.extra_values:
+        print("--extra-values is for stages only", file=sys.stderr)
+        return 2
+    plan = deploy_support(
+        deployment,
+        paths,
+        out=(lambda line: None) if args.dry_run and args.format == "json" else _print,
+        upstream_dir=args.upstream_dir,
+        timeout=args.timeout,
+        dependency_build=not args.skip_dependency_build,
+        dry_run=args.dry_run,
+    )
+    if args.dry_run and args.format == "json":
+        json.dump(plan.as_dict(), sys.stdout, indent=2)
+        print()
     return 0
 
 

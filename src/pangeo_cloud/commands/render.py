@@ -7,9 +7,11 @@ import sys
 
 import yaml
 
-from pangeo_cloud.config import Paths, load_deployment
-from pangeo_cloud.config.layering import merge_all, values_layers
+from pangeo_cloud.config import Deployment, Paths, load_deployment
+from pangeo_cloud.config.layering import Layer, merge_all, values_layers
 from pangeo_cloud.config.secrets import mask_secrets
+from pangeo_cloud.config.support import SUPPORT_TARGET
+from pangeo_cloud.deploy.helm import ChartView
 from pangeo_cloud.validate import StageContext, render
 
 
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stay masked unless decrypted.",
     )
     p.add_argument("deployment")
-    p.add_argument("stage")
+    p.add_argument("stage", help=f"a stage, or `{SUPPORT_TARGET}` for the monitoring release")
     what = p.add_mutually_exclusive_group()
     what.add_argument(
         "--values",
@@ -37,27 +39,51 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     paths = Paths.discover(args.root)
     deployment = load_deployment(args.deployment, paths)
+    if args.stage == SUPPORT_TARGET and SUPPORT_TARGET not in deployment.stages:
+        return _run_support(args, deployment, paths)
     stage = deployment.stage(args.stage)
     layers = values_layers(deployment, stage, paths=paths)
+    if args.layers or args.values:
+        return _print_values(args, layers, paths)
+    values = merge_all(layers)
+    ctx = StageContext(deployment, stage.name, paths, None, layers, values)
+    stream, view = render(ctx)
+    _write(stream, view)
+    return 0
+
+
+def _print_values(args: argparse.Namespace, layers: list[Layer], paths: Paths) -> int:
+    """--layers (the ordered list) or --values (merged, secrets masked)."""
     if args.layers:
         for index, layer in enumerate(layers, 1):
             where = layer.path.relative_to(paths.root) if layer.path else "(generated)"
             print(f"{index}. {layer.name}: {where}")
         return 0
+    # Never print a secret: ciphertext paths of the sops layers and any value under
+    # a secret-looking key are masked, whatever the layers hold.
+    secret_paths = [p for layer in layers for p in layer.secret_paths]
     values = merge_all(layers)
-    if args.values:
-        # Never print a secret: ciphertext paths of the sops layers and any value under
-        # a secret-looking key are masked, whatever the layers hold.
-        secret_paths = [p for layer in layers for p in layer.secret_paths]
-        yaml.safe_dump(mask_secrets(values, secret_paths), sys.stdout, sort_keys=True, width=100)
-        return 0
-    ctx = StageContext(deployment, stage.name, paths, None, layers, values)
-    stream, view = render(ctx)
+    yaml.safe_dump(mask_secrets(values, secret_paths), sys.stdout, sort_keys=True, width=100)
+    return 0
+
+
+def _run_support(args: argparse.Namespace, deployment: Deployment, paths: Paths) -> int:
+    """`render DEPLOYMENT support`: the cluster's monitoring release (helm-chart/support)."""
+    from pangeo_cloud.deploy.support import render_support, support_values
+
+    layers, values = support_values(deployment, paths)
+    if args.layers or args.values:
+        return _print_values(args, layers, paths)
+    stream, view = render_support(deployment, values, paths)
+    _write(stream, view)
+    return 0
+
+
+def _write(stream: str, view: ChartView) -> None:
     if not view.full:
         print(
             f"# note: subcharts {', '.join(view.missing)} are not downloaded; only the "
-            "umbrella's own templates are rendered (run `helm dependency build`).",
+            "chart's own templates are rendered (run `helm dependency build`).",
             file=sys.stderr,
         )
     sys.stdout.write(stream)
-    return 0

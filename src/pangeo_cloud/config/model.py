@@ -11,13 +11,16 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pangeo_cloud.config.errors import ConfigError
 from pangeo_cloud.config.identity import DeployIdentity, check_distinct, read_identity
 from pangeo_cloud.config.paths import Paths
 from pangeo_cloud.config.units import parse_quantity
 from pangeo_cloud.config.yamlpos import Document, KeyPath, load_yaml
+
+if TYPE_CHECKING:
+    from pangeo_cloud.config.support import SupportRelease
 
 CLOUDS = ("gcp", "aws", "local")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -71,6 +74,8 @@ class Deployment:
     node_pools: tuple[NodePool, ...]
     stages: dict[str, Stage] = field(default_factory=dict)
     source: Document | None = None
+    # The monitoring release of the cluster (config/support.py), if declared.
+    support: SupportRelease | None = None
 
     def stage(self, name: str) -> Stage:
         try:
@@ -163,7 +168,15 @@ class _Reader:
         return tuple(out)
 
 
-_TOP = {"name": True, "cloud": True, "cluster": False, "nodePools": False, "stages": True}
+_TOP = {
+    "name": True,
+    "cloud": True,
+    "cluster": False,
+    "nodePools": False,
+    "stages": True,
+    # The cluster's monitoring release (helm-chart/support): see config/support.py.
+    "support": False,
+}
 _CLUSTER = {
     "name": False,
     "project": False,
@@ -364,6 +377,9 @@ def parse_deployment(doc: Document) -> Deployment:
     check_distinct(doc, identities)
     stages = {n: dataclasses.replace(st, deploy_identity=identities[n]) for n, st in stages.items()}
     _check_stages(doc, stages)
+    from pangeo_cloud.config.support import read_support  # support imports this module
+
+    support = read_support(r, raw.get("support"), base, stages)
     return Deployment(
         name=name,
         cloud=cloud,
@@ -373,6 +389,7 @@ def parse_deployment(doc: Document) -> Deployment:
         node_pools=_read_pools(r, raw.get("nodePools")),
         stages=stages,
         source=doc,
+        support=support,
     )
 
 

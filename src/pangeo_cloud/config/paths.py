@@ -40,6 +40,11 @@ class Paths:
         return self.root / "helm-chart" / "pangeo-cloud"
 
     @property
+    def support_chart(self) -> Path:
+        """The chart of each cluster's monitoring release (Prometheus, Grafana)."""
+        return self.root / "helm-chart" / "support"
+
+    @property
     def deployments(self) -> Path:
         return self.root / "deployments"
 

@@ -59,7 +59,8 @@ def _from_directory(directory: Path, name: str, version: str) -> UpstreamChart:
     schema_file = directory / "values.schema.yaml"
     if not schema_file.is_file():
         schema_file = directory / "values.schema.json"
-    schema = yaml.safe_load(schema_file.read_text()) or {}
+    # Some charts ship no schema (grafana, kube-state-metrics): then {} (callers check keys).
+    schema = yaml.safe_load(schema_file.read_text()) or {} if schema_file.is_file() else {}
     # In the published charts the appVersion is the release number (see DESIGN.md).
     return UpstreamChart(name, version, values, schema, str(directory), version)
 

@@ -82,7 +82,7 @@ def _add_secrets(repo_copy, edit_yaml, text: str):
     if "secrets/qa.enc.yaml" not in deployment_file.read_text():
         edit_yaml(
             deployment_file,
-            "secretsFiles: [secrets/prod.enc.yaml]",
+            "secretsFiles: [secrets/prod.enc.yaml, secrets/prod-monitoring.enc.yaml]",
             "secretsFiles: [secrets/qa.enc.yaml]",
         )
     return load_deployment("aws-us-west-2", repo_copy)

@@ -151,8 +151,8 @@ def test_secrets_files_stay_inside_the_deployment(repo_copy, edit_yaml):
     err = _error(
         repo_copy,
         edit_yaml,
-        "secretsFiles: [secrets/prod.enc.yaml]",
-        "secretsFiles: [../aws-us-west-2/secrets/prod.enc.yaml]",
+        "secretsFiles: [secrets/prod.enc.yaml,",
+        "secretsFiles: [../aws-us-west-2/secrets/prod.enc.yaml,",
     )
     assert err.key_path == "stages.prod.secretsFiles[0]" and "without '..'" in str(err)
 

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_helpers import SECRET_REGEX, TEST_KEY, age_recipient
+from deploy_helpers import MONITORING_SECRETS, SECRET_REGEX, TEST_KEY, age_recipient
 
 from pangeo_cloud.deploy.tools import ToolError, find_tool
 
@@ -46,6 +46,16 @@ def encrypt(tmp_path: Path, sops_bin: str):
     )
 
     def _encrypt(text: str, dest: Path) -> Path:
+        _write(text, dest)
+        # A stage's secrets are <stage>.enc.yaml and <stage>-monitoring.enc.yaml (the hub
+        # services' tokens for the support release); one key must open both, so the
+        # monitoring file of a repository copy is re-encrypted to the test key too.
+        monitoring = dest.with_name(dest.name.replace(".enc.yaml", "-monitoring.enc.yaml"))
+        if dest.parent.name == "secrets" and monitoring.is_file():
+            _write(MONITORING_SECRETS, monitoring)
+        return dest
+
+    def _write(text: str, dest: Path) -> Path:
         plain = tmp_path / "plain-input.yaml"
         plain.write_text(text)
         result = subprocess.run(

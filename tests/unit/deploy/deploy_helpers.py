@@ -9,6 +9,20 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 TEST_KEY = FIXTURES / "age" / "test-key.txt"
 WRONG_KEY = FIXTURES / "age" / "wrong-key.txt"
 SECRET_REGEX = "^(client_id|client_secret|apiToken|.*[Tt]oken|.*[Ss]ecret)$"
+# What deployments/*/secrets/<stage>-monitoring.enc.yaml hold, with test tokens.
+MONITORING_SECRETS = """\
+jupyterhub:
+  hub:
+    services:
+      prometheus:
+        apiToken: test-prometheus-token
+      grafana:
+        apiToken: test-grafana-token
+    loadRoles:
+      prometheus:
+        services: [prometheus]
+        scopes: [read:metrics]
+"""
 
 
 def age_recipient(key_file: Path) -> str:
