@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from pangeo_cloud.config.errors import ConfigError, ConfigErrors
-from pangeo_cloud.config.model import Deployment, Stage
+from pangeo_cloud.config.hooks import gateway_hooks_values
+from pangeo_cloud.config.model import Deployment, Stage, load_deployment
 from pangeo_cloud.config.paths import Paths
 from pangeo_cloud.config.secrets import (
     SOPS_MASK,
@@ -202,10 +203,14 @@ def values_layers(
     wiring = stage_wiring(stage, merge_all(layers))
     layers.insert(1, Layer(name="generated: stage wiring (release, namespace, proxy)", data=wiring))
     if generated:
-        from pangeo_cloud.config.hooks import gateway_hooks_layer
-
-        layers.append(gateway_hooks_layer(merge_all(layers), paths))
+        layers.append(gateway_hooks_layer(merge_all(layers)))
     return layers
+
+
+def gateway_hooks_layer(values: dict[str, Any]) -> Layer:
+    """The generated gateway-hooks layer for the merged `values` of the lower layers."""
+    data = gateway_hooks_values(values)
+    return Layer(name="generated: gateway hooks (src/pangeo_cloud/gateway)", data=data)
 
 
 def merged_values(
@@ -217,8 +222,6 @@ def merged_values(
 ) -> dict[str, Any]:
     """The values Helm receives for one stage, merged in layer order."""
     if isinstance(deployment, str):
-        from pangeo_cloud.config.model import load_deployment
-
         deployment = load_deployment(deployment, paths)
     return merge_all(values_layers(deployment, stage, paths=paths, decrypt=decrypt))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pangeo_cloud.config.errors import ConfigError
+from pangeo_cloud.config.names import gateway_fullname
 from pangeo_cloud.config.paths import Paths
 from pangeo_cloud.config.units import parse_quantity
 from pangeo_cloud.config.yamlpos import Document, KeyPath, load_yaml
@@ -237,8 +238,6 @@ def _read_stage(r: _Reader, name: str, raw: Any, base: Path, names: set[str]) ->
             f"{release!r} has {len(release)} characters; Helm release names are at most "
             f"{MAX_RELEASE}",
         )
-    from pangeo_cloud.config.wiring import gateway_fullname  # wiring imports this module
-
     service = f"traefik-{gateway_fullname(release)}"
     if len(service) > 63:
         raise r.doc.error(

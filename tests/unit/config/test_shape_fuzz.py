@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from pangeo_cloud.config import ConfigError, load_deployment
-from pangeo_cloud.config.hooks import gateway_hooks_layer
-from pangeo_cloud.config.layering import Layer, merge_all, values_layers
+from pangeo_cloud.config.layering import Layer, gateway_hooks_layer, merge_all, values_layers
 from pangeo_cloud.config.model import parse_deployment
 from pangeo_cloud.config.yamlpos import Document, KeyPath, dig, load_yaml
 from pangeo_cloud.deploy.tools import ToolError
@@ -108,7 +107,7 @@ def test_wrong_shapes_in_values_never_crash(repo_paths, upstream_dir, tmp_path, 
         for shape in SHAPES:
             fuzzed = [*layers, _fuzz_layer(override_at(values, path, shape), tmp_path / "f.yaml")]
             try:
-                fuzzed.append(gateway_hooks_layer(merge_all(fuzzed), repo_paths))
+                fuzzed.append(gateway_hooks_layer(merge_all(fuzzed)))
             except Exception:
                 crashes.append(f"{path} = {shape!r}: hooks: {traceback.format_exc(limit=-3)}")
                 continue
