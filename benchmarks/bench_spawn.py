@@ -24,7 +24,7 @@ from pathlib import Path
 
 from common import BareHub, exit_on_sigterm, table
 
-from pangeo_cloud.local.harness import HubUser, SpawnFailed, UpProcess
+from pangeo_cloud.testing.harness import HubUser, SpawnFailed, UpProcess
 
 
 def login_to_ready(url: str, name: str, password: str, profile: str | None) -> float:

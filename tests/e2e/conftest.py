@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pangeo_cloud.local.harness import UpProcess
+from pangeo_cloud.testing.harness import UpProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"

@@ -9,7 +9,7 @@ import sys
 
 from pangeo_cloud.config import Paths
 from pangeo_cloud.config.layering import Decryptor
-from pangeo_cloud.validate import CheckResult, validate_all
+from pangeo_cloud.deploy.validate import CheckResult, validate_all
 
 # Where sops finds an age key without being told (besides the environment).
 _KEY_VARIABLES = ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY")

@@ -373,7 +373,7 @@ Printer = Callable[[str], None]
 
 
 def _check_validate(plan: DeployPlan, upstream_dir: str | None) -> None:
-    from pangeo_cloud.validate import validate_stage
+    from pangeo_cloud.deploy.validate import validate_stage
 
     results = validate_stage(
         plan.deployment, plan.stage.name, plan.paths, upstream_dir=upstream_dir

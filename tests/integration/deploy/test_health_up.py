@@ -19,9 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_health_against_pangeo_cloud_up(tmp_path) -> None:
-    if importlib.util.find_spec("pangeo_cloud.local.harness") is None:
-        pytest.skip("pangeo_cloud.local.harness (pangeo-cloud up) does not exist yet")
-    from pangeo_cloud.local.harness import UpProcess
+    if importlib.util.find_spec("pangeo_cloud.testing.harness") is None:
+        pytest.skip("pangeo_cloud.testing.harness (pangeo-cloud up) does not exist yet")
+    from pangeo_cloud.testing.harness import UpProcess
 
     up = UpProcess(tmp_path / "up").start()
     try:

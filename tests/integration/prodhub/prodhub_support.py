@@ -49,12 +49,12 @@ import yaml
 from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import Layer, merge_all, values_layers
 from pangeo_cloud.deploy.helm import missing_subcharts, split_manifests
+from pangeo_cloud.deploy.validate import StageContext, render
 from pangeo_cloud.ports import free_ports
 from pangeo_cloud.testing.cloud import AwsIrsaStandIn, GkeWorkloadIdentityStandIn
 from pangeo_cloud.testing.github import GitHubStandIn
 from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec, tools_dir
 from pangeo_cloud.testing.kubelet import ImageStandIn, KubeletStandIn, forward
-from pangeo_cloud.validate import StageContext, render
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "helm-chart" / "pangeo-cloud"

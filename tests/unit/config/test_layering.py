@@ -146,7 +146,7 @@ def test_gateway_address_follows_the_proxy_https_mode(repo_paths):
 
 
 def _teams_errors(paths, text: str):
-    from pangeo_cloud.validate import validate_all
+    from pangeo_cloud.deploy.validate import validate_all
 
     staging = paths.deployments / "gcp-us-central1-b" / "values" / "staging.yaml"
     old = "        allowed_organizations:\n          - pangeo-data:operators\n"
@@ -195,7 +195,7 @@ def test_origin_stops_at_the_layer_that_replaced_a_parent(repo_paths):
 
 
 def test_a_scalar_replacing_a_mapping_is_one_error_across_checks(repo_copy):
-    from pangeo_cloud.validate import validate_all
+    from pangeo_cloud.deploy.validate import validate_all
 
     prod = repo_copy.deployments / "gcp-us-central1-b" / "values" / "prod.yaml"
     text = prod.read_text() + "  singleuser:\n    storage: 20Gi\n"

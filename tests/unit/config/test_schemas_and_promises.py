@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pangeo_cloud.validate import validate_all
+from pangeo_cloud.deploy.validate import validate_all
 
 
 def _failures(paths, target="gcp-us-central1-b/prod", check=None):

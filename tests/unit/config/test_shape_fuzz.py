@@ -21,7 +21,7 @@ from pangeo_cloud.config.layering import Layer, gateway_hooks_layer, merge_all, 
 from pangeo_cloud.config.model import parse_deployment
 from pangeo_cloud.config.yamlpos import Document, KeyPath, dig, load_yaml
 from pangeo_cloud.deploy.tools import ToolError
-from pangeo_cloud.validate import (
+from pangeo_cloud.deploy.validate import (
     CHECKS,
     RENDERING_CHECKS,
     StageContext,
