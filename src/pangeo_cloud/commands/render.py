@@ -10,7 +10,7 @@ import yaml
 from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import merge_all, values_layers
 from pangeo_cloud.config.secrets import mask_secrets
-from pangeo_cloud.deploy.validate import StageContext, render
+from pangeo_cloud.deploy.checks import StageContext, render
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -20,27 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pangeo_cloud.config import ConfigError, Deployment, Paths, load_deployment, traits
-from pangeo_cloud.config.errors import error_list, format_key_path
-from pangeo_cloud.config.layering import (
-    Decryptor,
-    Layer,
-    merge,
-    merge_all,
-    origin,
-    values_layers,
-)
-from pangeo_cloud.config.manifests import load_crds, validate_manifests
-from pangeo_cloud.config.promises import check_promises
-from pangeo_cloud.config.schemas import (
-    UpstreamChart,
-    chart_dependencies,
-    find_upstream,
-    validate_subchart,
-    validate_umbrella,
-)
+from pangeo_cloud.config import ConfigError, Deployment, Paths, list_deployments, load_deployment
+from pangeo_cloud.config.errors import error_list
+from pangeo_cloud.config.layering import Decryptor, Layer, merge_all, values_layers
 from pangeo_cloud.config.secrets import plain_values_errors
-from pangeo_cloud.deploy import helm
+from pangeo_cloud.config.yamlpos import Document
+from pangeo_cloud.deploy.checks import CHECKS, RENDERING_CHECKS, StageContext
 from pangeo_cloud.deploy.tools import ToolError
 
 
@@ -62,135 +47,6 @@ class CheckResult:
             "errors": self.errors,
             "note": self.note,
         }
-
-
-@dataclass
-class StageContext:
-    """What the checks of one stage share (computed once)."""
-
-    deployment: Deployment
-    stage: str
-    paths: Paths
-    upstream_dir: str | None
-    layers: list[Layer] = field(default_factory=list)
-    values: dict[str, Any] = field(default_factory=dict)
-    upstream: dict[str, UpstreamChart] = field(default_factory=dict)
-    manifests: list[dict[str, Any]] | None = None
-
-    @property
-    def target(self) -> str:
-        return f"{self.deployment.name}/{self.stage}"
-
-
-def render_values(ctx: StageContext) -> dict[str, Any]:
-    """Merged values plus the pinned generated secrets (render only, never deploy)."""
-    return merge(ctx.values, helm.RENDER_PINNED_VALUES)
-
-
-def render(ctx: StageContext) -> tuple[str, helm.ChartView]:
-    """`helm template` of one stage; returns the stream and the chart view used."""
-    st = ctx.deployment.stage(ctx.stage)
-    with helm.chart_view(ctx.paths.chart) as view:
-        stream = helm.template(
-            view,
-            render_values(ctx),
-            release=st.release,
-            namespace=st.namespace,
-            kube_version=ctx.deployment.kubernetes_version,
-        )
-    return stream, view
-
-
-def _subchart_note(view: helm.ChartView) -> str:
-    if view.full:
-        return "full chart with subcharts"
-    return (
-        "umbrella templates only: subcharts "
-        + ", ".join(view.missing)
-        + " not downloaded (run `helm dependency build` with network)"
-    )
-
-
-# --- the checks ----------------------------------------------------------------
-
-
-def check_schemas(ctx: StageContext) -> tuple[list[ConfigError], str]:
-    errors: list[ConfigError] = []
-    sources = []
-    for name, version in chart_dependencies(ctx.paths):
-        upstream = find_upstream(name, version, ctx.paths, ctx.upstream_dir)
-        ctx.upstream[name] = upstream
-        sources.append(f"{name} {version}")
-        errors += validate_subchart(ctx.values, upstream, ctx.layers)
-    errors += validate_umbrella(ctx.values, ctx.paths, ctx.layers)
-    return errors, "against " + ", ".join(sources) + " and the umbrella schema"
-
-
-def check_promises_(ctx: StageContext) -> tuple[list[ConfigError], str]:
-    gateway = ctx.upstream.get("dask-gateway")
-    errors = check_promises(
-        ctx.deployment,
-        ctx.values,
-        ctx.layers,
-        image_file=ctx.paths.images / "notebook" / "image.yaml",
-        gateway_app_version=gateway.app_version if gateway else None,
-    )
-    return errors, ""
-
-
-def check_traits(ctx: StageContext) -> tuple[list[ConfigError], str]:
-    """Pass-through config (hub.config, kubespawner_override, gateway) vs the real classes."""
-    errors: list[ConfigError] = []
-    notes = []
-    for what, check, versions in (
-        ("hub", traits.hub_problems, traits.hub_classes),
-        ("gateway", traits.gateway_problems, traits.gateway_classes),
-    ):
-        try:
-            problems = check(ctx.values)
-        except traits.Unavailable as exc:
-            notes.append(f"{what}: skipped: its packages are not installed ({exc})")
-            continue
-        notes.append(f"{what}: {versions().versions}")
-        for problem in problems:
-            file, line = origin(ctx.layers, problem.path)
-            errors.append(
-                ConfigError(
-                    problem.message, file=file, line=line, key_path=format_key_path(problem.path)
-                )
-            )
-    return errors, "; ".join(notes)
-
-
-def check_lint(ctx: StageContext) -> tuple[list[ConfigError], str]:
-    with helm.chart_view(ctx.paths.chart) as view:
-        helm.lint(view, render_values(ctx), ctx.deployment.kubernetes_version)
-    return [], _subchart_note(view)
-
-
-def check_manifests(ctx: StageContext) -> tuple[list[ConfigError], str]:
-    stream, view = render(ctx)
-    ctx.manifests = helm.split_manifests(stream)
-    crd_files = sorted(
-        ctx.paths.upstream_dirs(ctx.upstream_dir)[-1].glob("dask-gateway-*/crds/*.yaml")
-    )
-    crds = load_crds(crd_files)
-    errors = validate_manifests(ctx.manifests, ctx.deployment.kubernetes_version, crds)
-    return errors, (
-        f"{len(ctx.manifests)} objects, Kubernetes {ctx.deployment.kubernetes_version}; "
-        + _subchart_note(view)
-    )
-
-
-# Checks that render the chart: pointless once the values fail their schemas.
-RENDERING_CHECKS = {"helm-lint", "manifests"}
-CHECKS: list[tuple[str, Callable[[StageContext], tuple[list[ConfigError], str]]]] = [
-    ("schemas", check_schemas),
-    ("promises", check_promises_),
-    ("traits", check_traits),
-    ("helm-lint", check_lint),
-    ("manifests", check_manifests),
-]
 
 
 def validate_stage(
@@ -346,8 +202,6 @@ def _scrubber(layers: list[Layer]) -> Callable[[Any], str]:
 
 def select_targets(selectors: list[str], paths: Paths) -> list[tuple[str, str | None]]:
     """Parse DEPLOYMENT[/STAGE] selectors (all deployments when empty)."""
-    from pangeo_cloud.config import list_deployments
-
     if not selectors:
         return [(name, None) for name in list_deployments(paths)]
     out = []
@@ -397,14 +251,10 @@ def shared_releases(deployments: list[Deployment]) -> dict[str, ConfigError]:
 
 
 def _no_doc(deployment: Deployment) -> Any:
-    from pangeo_cloud.config.yamlpos import Document
-
     return Document(deployment.directory / "deployment.yaml", None)
 
 
 def _load_all(paths: Paths) -> list[Deployment]:
-    from pangeo_cloud.config import list_deployments
-
     out = []
     for name in list_deployments(paths):
         try:

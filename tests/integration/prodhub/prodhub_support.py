@@ -48,8 +48,8 @@ import yaml
 
 from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import Layer, merge_all, values_layers
+from pangeo_cloud.deploy.checks import StageContext, render
 from pangeo_cloud.deploy.helm import missing_subcharts, split_manifests
-from pangeo_cloud.deploy.validate import StageContext, render
 from pangeo_cloud.ports import free_ports
 from pangeo_cloud.testing.cloud import AwsIrsaStandIn, GkeWorkloadIdentityStandIn
 from pangeo_cloud.testing.github import GitHubStandIn

@@ -20,15 +20,9 @@ from pangeo_cloud.config import ConfigError, load_deployment
 from pangeo_cloud.config.layering import Layer, gateway_hooks_layer, merge_all, values_layers
 from pangeo_cloud.config.model import parse_deployment
 from pangeo_cloud.config.yamlpos import Document, KeyPath, dig, load_yaml
+from pangeo_cloud.deploy.checks import CHECKS, RENDERING_CHECKS, StageContext
 from pangeo_cloud.deploy.tools import ToolError
-from pangeo_cloud.deploy.validate import (
-    CHECKS,
-    RENDERING_CHECKS,
-    StageContext,
-    _first_report,
-    _Reported,
-    _scrubber,
-)
+from pangeo_cloud.deploy.validate import _first_report, _Reported, _scrubber
 
 SHAPES: list[Any] = ["not-the-right-shape", ["a", "list"], {"a": "mapping"}, None, 12345]
 TARGETS = [("gcp-us-central1-b", "prod"), ("aws-us-west-2", "staging"), ("local", "dev")]

@@ -1,0 +1,155 @@
+"""The checks of one deployment stage, each on the values merged once.
+
+Each check takes the :class:`StageContext` (values, layers and what earlier
+checks found) and returns its errors and a note; :mod:`pangeo_cloud.deploy.validate`
+runs them in :data:`CHECKS` order and reports each spot once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pangeo_cloud.config import ConfigError, Deployment, Paths, traits
+from pangeo_cloud.config.errors import format_key_path
+from pangeo_cloud.config.layering import Layer, merge, origin
+from pangeo_cloud.config.manifests import load_crds, validate_manifests
+from pangeo_cloud.config.promises import check_promises
+from pangeo_cloud.config.schemas import (
+    UpstreamChart,
+    chart_dependencies,
+    find_upstream,
+    validate_subchart,
+    validate_umbrella,
+)
+from pangeo_cloud.deploy import helm
+
+
+@dataclass
+class StageContext:
+    """What the checks of one stage share (computed once)."""
+
+    deployment: Deployment
+    stage: str
+    paths: Paths
+    upstream_dir: str | None
+    layers: list[Layer] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    upstream: dict[str, UpstreamChart] = field(default_factory=dict)
+    manifests: list[dict[str, Any]] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{self.deployment.name}/{self.stage}"
+
+
+def render_values(ctx: StageContext) -> dict[str, Any]:
+    """Merged values plus the pinned generated secrets (render only, never deploy)."""
+    return merge(ctx.values, helm.RENDER_PINNED_VALUES)
+
+
+def render(ctx: StageContext) -> tuple[str, helm.ChartView]:
+    """`helm template` of one stage; returns the stream and the chart view used."""
+    st = ctx.deployment.stage(ctx.stage)
+    with helm.chart_view(ctx.paths.chart) as view:
+        stream = helm.template(
+            view,
+            render_values(ctx),
+            release=st.release,
+            namespace=st.namespace,
+            kube_version=ctx.deployment.kubernetes_version,
+        )
+    return stream, view
+
+
+def _subchart_note(view: helm.ChartView) -> str:
+    if view.full:
+        return "full chart with subcharts"
+    return (
+        "umbrella templates only: subcharts "
+        + ", ".join(view.missing)
+        + " not downloaded (run `helm dependency build` with network)"
+    )
+
+
+# --- the checks ----------------------------------------------------------------
+
+
+def check_schemas(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    errors: list[ConfigError] = []
+    sources = []
+    for name, version in chart_dependencies(ctx.paths):
+        upstream = find_upstream(name, version, ctx.paths, ctx.upstream_dir)
+        ctx.upstream[name] = upstream
+        sources.append(f"{name} {version}")
+        errors += validate_subchart(ctx.values, upstream, ctx.layers)
+    errors += validate_umbrella(ctx.values, ctx.paths, ctx.layers)
+    return errors, "against " + ", ".join(sources) + " and the umbrella schema"
+
+
+def check_promises_(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    gateway = ctx.upstream.get("dask-gateway")
+    errors = check_promises(
+        ctx.deployment,
+        ctx.values,
+        ctx.layers,
+        image_file=ctx.paths.images / "notebook" / "image.yaml",
+        gateway_app_version=gateway.app_version if gateway else None,
+    )
+    return errors, ""
+
+
+def check_traits(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    """Pass-through config (hub.config, kubespawner_override, gateway) vs the real classes."""
+    errors: list[ConfigError] = []
+    notes = []
+    for what, check, versions in (
+        ("hub", traits.hub_problems, traits.hub_classes),
+        ("gateway", traits.gateway_problems, traits.gateway_classes),
+    ):
+        try:
+            problems = check(ctx.values)
+        except traits.Unavailable as exc:
+            notes.append(f"{what}: skipped: its packages are not installed ({exc})")
+            continue
+        notes.append(f"{what}: {versions().versions}")
+        for problem in problems:
+            file, line = origin(ctx.layers, problem.path)
+            errors.append(
+                ConfigError(
+                    problem.message, file=file, line=line, key_path=format_key_path(problem.path)
+                )
+            )
+    return errors, "; ".join(notes)
+
+
+def check_lint(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    with helm.chart_view(ctx.paths.chart) as view:
+        helm.lint(view, render_values(ctx), ctx.deployment.kubernetes_version)
+    return [], _subchart_note(view)
+
+
+def check_manifests(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    stream, view = render(ctx)
+    ctx.manifests = helm.split_manifests(stream)
+    crd_files = sorted(
+        ctx.paths.upstream_dirs(ctx.upstream_dir)[-1].glob("dask-gateway-*/crds/*.yaml")
+    )
+    crds = load_crds(crd_files)
+    errors = validate_manifests(ctx.manifests, ctx.deployment.kubernetes_version, crds)
+    return errors, (
+        f"{len(ctx.manifests)} objects, Kubernetes {ctx.deployment.kubernetes_version}; "
+        + _subchart_note(view)
+    )
+
+
+# Checks that render the chart: pointless once the values fail their schemas.
+RENDERING_CHECKS = {"helm-lint", "manifests"}
+CHECKS: list[tuple[str, Callable[[StageContext], tuple[list[ConfigError], str]]]] = [
+    ("schemas", check_schemas),
+    ("promises", check_promises_),
+    ("traits", check_traits),
+    ("helm-lint", check_lint),
+    ("manifests", check_manifests),
+]
