@@ -10,7 +10,7 @@ import yaml
 from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import merge_all, values_layers
 from pangeo_cloud.config.secrets import mask_secrets
-from pangeo_cloud.deploy.checks import StageContext, render
+from pangeo_cloud.deploy import helm
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
         secret_paths = [p for layer in layers for p in layer.secret_paths]
         yaml.safe_dump(mask_secrets(values, secret_paths), sys.stdout, sort_keys=True, width=100)
         return 0
-    ctx = StageContext(deployment, stage.name, paths, None, layers, values)
-    stream, view = render(ctx)
+    stream, view = helm.render(paths.chart, stage, deployment.kubernetes_version, values)
     if not view.full:
         print(
             f"# note: subcharts {', '.join(view.missing)} are not downloaded; only the "

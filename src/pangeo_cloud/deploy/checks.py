@@ -13,7 +13,7 @@ from typing import Any
 
 from pangeo_cloud.config import ConfigError, Deployment, Paths, traits
 from pangeo_cloud.config.errors import format_key_path
-from pangeo_cloud.config.layering import Layer, merge, origin
+from pangeo_cloud.config.layering import Layer, origin
 from pangeo_cloud.config.manifests import load_crds, validate_manifests
 from pangeo_cloud.config.promises import check_promises
 from pangeo_cloud.config.schemas import (
@@ -44,23 +44,10 @@ class StageContext:
         return f"{self.deployment.name}/{self.stage}"
 
 
-def render_values(ctx: StageContext) -> dict[str, Any]:
-    """Merged values plus the pinned generated secrets (render only, never deploy)."""
-    return merge(ctx.values, helm.RENDER_PINNED_VALUES)
-
-
 def render(ctx: StageContext) -> tuple[str, helm.ChartView]:
-    """`helm template` of one stage; returns the stream and the chart view used."""
-    st = ctx.deployment.stage(ctx.stage)
-    with helm.chart_view(ctx.paths.chart) as view:
-        stream = helm.template(
-            view,
-            render_values(ctx),
-            release=st.release,
-            namespace=st.namespace,
-            kube_version=ctx.deployment.kubernetes_version,
-        )
-    return stream, view
+    """`helm template` of the context's stage (see :func:`pangeo_cloud.deploy.helm.render`)."""
+    stage = ctx.deployment.stage(ctx.stage)
+    return helm.render(ctx.paths.chart, stage, ctx.deployment.kubernetes_version, ctx.values)
 
 
 def _subchart_note(view: helm.ChartView) -> str:
@@ -126,7 +113,7 @@ def check_traits(ctx: StageContext) -> tuple[list[ConfigError], str]:
 
 def check_lint(ctx: StageContext) -> tuple[list[ConfigError], str]:
     with helm.chart_view(ctx.paths.chart) as view:
-        helm.lint(view, render_values(ctx), ctx.deployment.kubernetes_version)
+        helm.lint(view, helm.render_values(ctx.values), ctx.deployment.kubernetes_version)
     return [], _subchart_note(view)
 
 

@@ -3,7 +3,7 @@
 (A uniquely named module, not conftest: test directories have no __init__.py.)
 
 :func:`production_hub` renders the full chart (real z2jh and dask-gateway
-subcharts) through the project's own path (``values_layers`` + ``validate.render``,
+subcharts) through the project's own path (``values_layers`` + ``helm.render``,
 what ``pangeo-cloud render`` runs), with one test-only values layer in place of
 the sops secrets nobody can decrypt here: the GitHub stand-in's OAuth client,
 ``github_url`` and a callback on the load balancer stand-in, and the
@@ -48,8 +48,7 @@ import yaml
 
 from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import Layer, merge_all, values_layers
-from pangeo_cloud.deploy.checks import StageContext, render
-from pangeo_cloud.deploy.helm import missing_subcharts, split_manifests
+from pangeo_cloud.deploy.helm import missing_subcharts, render, split_manifests
 from pangeo_cloud.ports import free_ports
 from pangeo_cloud.testing.cloud import AwsIrsaStandIn, GkeWorkloadIdentityStandIn
 from pangeo_cloud.testing.github import GitHubStandIn
@@ -152,8 +151,7 @@ def render_stage(deployment: str, stage: str, test_layer: dict[str, Any]) -> lis
     layers = values_layers(dep, stage, paths=paths)
     # After the (masked) secrets layer, before the generated gateway hooks.
     layers.insert(len(layers) - 1, Layer(name="test: stand-in secrets", data=test_layer))
-    ctx = StageContext(dep, stage, paths, None, layers, merge_all(layers))
-    stream, view = render(ctx)
+    stream, view = render(paths.chart, dep.stage(stage), dep.kubernetes_version, merge_all(layers))
     assert view.full, f"rendered without subcharts {view.missing}"
     return split_manifests(stream)
 
