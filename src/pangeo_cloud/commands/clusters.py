@@ -18,7 +18,7 @@ from typing import Any
 
 from pangeo_cloud.commands.health import SERVICE, TOKEN_ENV, _token_from_secrets
 from pangeo_cloud.config import ConfigError, Paths, load_deployment
-from pangeo_cloud.deploy.health import Api, HttpError, Retry
+from pangeo_cloud.deploy.hubapi import Api, HttpError, Retry
 from pangeo_cloud.deploy.tools import ToolError
 
 GATEWAY_PATH = "services/dask-gateway/"  # the gateway behind the hub's proxy

@@ -46,6 +46,7 @@ NO_DEPLOY_FILES = {
     "src/pangeo_cloud/py.typed",
     "src/pangeo_cloud/deploy/plan.py",
     "src/pangeo_cloud/deploy/health.py",
+    "src/pangeo_cloud/deploy/hubapi.py",
     "src/pangeo_cloud/deploy/diff.py",
     "src/pangeo_cloud/deploy/promotion.py",
     "Makefile",
