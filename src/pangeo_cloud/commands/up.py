@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _github(args: argparse.Namespace):  # noqa: ANN202
-    from pangeo_cloud.local.runtime import GitHubLogin, LocalRuntimeError
+    from pangeo_cloud.local.errors import LocalRuntimeError
+    from pangeo_cloud.local.values import GitHubLogin
 
     given = [args.github_client_id, args.github_client_secret]
     if not any(given):

@@ -212,7 +212,7 @@ def test_extra_env_list_form_is_accepted(repo_copy):
 
 
 def test_extra_env_list_form_in_the_local_runtime():
-    from pangeo_cloud.local.runtime import local_values
+    from pangeo_cloud.local.values import local_values
 
     values = {"jupyterhub": {"singleuser": {"extraEnv": [{"name": "FOO", "value": "bar"}]}}}
     ports = {"public": 1, "gateway": 2, "broker": 4}
