@@ -51,9 +51,9 @@ from pangeo_cloud.local.datadir import (
     default_data_dir,
     load_secrets,
     prepare_data_dir,
-    write_private,
 )
 from pangeo_cloud.local.errors import LocalRuntimeError
+from pangeo_cloud.local.runinfo import BrokerAccess, Passwords, RunInfo, StoreAccess
 from pangeo_cloud.local.values import (
     SHARED_PASSWORD,
     GitHubLogin,
@@ -306,41 +306,35 @@ class LocalRuntime:
         (run / "aws-config").write_text(aws_config_text(sys.executable))
         config = broker_config(self.values, self.store.endpoint)
         (run / "broker.json").write_text(json.dumps(config, indent=1) + "\n")
-        rt = {
-            "run_id": self.run_id,
-            "data_dir": str(self.data_dir),
-            "python": sys.executable,
-            "chp": self.chp,
-            "proxy_auth_token": self.secrets["proxy_auth_token"],
-            "ports": self.ports,
-            "values": self.values,
-            "log_level": self.log_level,
-            "store": {
-                "kind": self.store.kind,
-                "endpoint": self.store.endpoint,
-                "access_key": self.secrets["store_access_key"],
-                "secret_key": self.secrets["store_secret_key"],
-            },
-            "broker": {
-                "config": str(run / "broker.json"),
-                "access_key": self.secrets["broker_access_key"],
-                "secret_key": self.secrets["broker_secret_key"],
-            },
-            "passwords": {
-                "user": self.secrets["user_password"],
-                "groups": {g: self.secrets["group_passwords"][g] for g in self.groups},
-            },
-            "github": None,
-        }
-        if self.login == "github" and self.github is not None:
-            rt["github"] = {
-                "client_id": self.github.client_id,
-                "client_secret": self.github.client_secret,
-                "url": self.github.url,
-                "allowed_organizations": list(self.github.allowed_organizations),
-            }
+        github = self.github if self.login == "github" else None
+        info = RunInfo(
+            run_id=self.run_id,
+            data_dir=self.data_dir,
+            python=sys.executable,
+            chp=self.chp,
+            proxy_auth_token=self.secrets["proxy_auth_token"],
+            ports=self.ports,
+            values=self.values,
+            log_level=self.log_level,
+            store=StoreAccess(
+                kind=self.store.kind,
+                endpoint=self.store.endpoint,
+                access_key=self.secrets["store_access_key"],
+                secret_key=self.secrets["store_secret_key"],
+            ),
+            broker=BrokerAccess(
+                config=str(run / "broker.json"),
+                access_key=self.secrets["broker_access_key"],
+                secret_key=self.secrets["broker_secret_key"],
+            ),
+            passwords=Passwords(
+                user=self.secrets["user_password"],
+                groups={g: self.secrets["group_passwords"][g] for g in self.groups},
+            ),
+            github=github,
+        )
         runtime_file = run / "runtime.json"
-        write_private(runtime_file, json.dumps(rt, indent=1, default=str))
+        info.write(runtime_file)
         config = run / "jupyterhub_config.py"
         config.write_text(
             "# Written by `pangeo-cloud up` for this run; see pangeo_cloud.local.hubconfig.\n"
