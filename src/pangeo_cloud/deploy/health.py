@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pangeo_cloud.deploy.hubapi import Api, HttpError, Retry, WebSocket, execute, one_line
-from pangeo_cloud.deploy.tools import ToolError
+from pangeo_cloud.errors import PangeoError
 from pangeo_cloud.hub.service_users import make_ticket
 
 # The steps of a full check, in order (module docstring); tests compare with it.
@@ -123,7 +123,7 @@ print("{MARKER} dask-gateway", cluster.name, "worker PANGEO_SCRATCH=" + worker_s
 """
 
 
-class HealthError(ToolError):
+class HealthError(PangeoError):
     """A health-check step failed; the message is one line naming the step."""
 
     def __init__(self, step: str, detail: str) -> None:

@@ -28,13 +28,14 @@ from pathlib import Path
 from pangeo_cloud.config import Deployment, Paths
 from pangeo_cloud.deploy.plan import git, load_all, plan_changes
 from pangeo_cloud.deploy.tools import ToolError
+from pangeo_cloud.errors import PangeoError
 
 TAG_PREFIX = "passed"
 # How many earlier passes to compare against when the commit itself has none.
 MAX_CANDIDATES = 50
 
 
-class PromotionError(ToolError):
+class PromotionError(PangeoError):
     """A stage's `requires:` rule is not met; the message is one line."""
 
 

@@ -38,7 +38,7 @@ import yaml
 from pangeo_cloud.config import ConfigError, Deployment, Paths
 from pangeo_cloud.config.layering import values_layers
 from pangeo_cloud.deploy import cluster
-from pangeo_cloud.deploy.promotion import check_promotion
+from pangeo_cloud.deploy.promotion import PromotionError, check_promotion
 from pangeo_cloud.deploy.releaseplan import (
     DEFAULT_TIMEOUT,
     STEPS,
@@ -48,6 +48,7 @@ from pangeo_cloud.deploy.releaseplan import (
 )
 from pangeo_cloud.deploy.sops import SopsDecryptor, plaintext_dir
 from pangeo_cloud.deploy.tools import ToolError, find_tool, last_line
+from pangeo_cloud.errors import PangeoError
 
 # How long to let helm finish (and roll back) after we are interrupted.
 INTERRUPT_GRACE = 300
@@ -61,7 +62,7 @@ AFTERMATH = {
 NOTHING_CHANGED = "nothing in the cluster was changed"
 
 
-class DeployError(ToolError):
+class DeployError(PangeoError):
     """A deploy step failed; the message is one line naming the step."""
 
     def __init__(self, target: str, step: str, detail: str) -> None:
@@ -176,7 +177,7 @@ def dry_run(
         out("check validate: ok")
         try:
             record = check_promotion(deployment, stage.name, paths)
-        except ToolError as exc:
+        except (PromotionError, ToolError) as exc:
             raise DeployError(plan.target, "promotion", str(exc)) from None
         out(f"check promotion: {'ok, ' + record.describe() if record else 'no rule'}")
     out("dry run: nothing was decrypted and no cluster was contacted")
@@ -219,7 +220,7 @@ def deploy(
     t0 = begin("promotion", preview.step("promotion").summary)
     try:
         record = check_promotion(deployment, stage.name, paths)
-    except ToolError as exc:
+    except (PromotionError, ToolError) as exc:
         raise DeployError(target, "promotion", str(exc)) from None
     done(t0, record.describe() if record else "")
     # 3. tools

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pangeo_cloud.errors import PangeoError
 
-class LocalRuntimeError(RuntimeError):
+
+class LocalRuntimeError(PangeoError):
     """A problem to report as one line, naming the option or file that fixes it."""

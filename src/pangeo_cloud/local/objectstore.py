@@ -14,7 +14,6 @@ lifecycle configuration, as the cloud buckets have.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 import urllib.error
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pangeo_cloud import toolcache
+
 LIFECYCLE_RULE_ID = "pangeo-scratch-expiry"
 
 
@@ -30,21 +31,12 @@ class ObjectStoreError(RuntimeError):
     """The store did not start or refused the bucket setup; one clear line."""
 
 
-def tools_dir() -> Path:
-    cache = Path(os.environ.get("PANGEO_CACHE_DIR", Path.home() / ".cache" / "pangeo-cloud"))
-    return Path(os.environ.get("PANGEO_TOOLS_DIR", cache / "bin"))
-
-
 def find_minio() -> str | None:
     """MinIO's server binary: $PANGEO_MINIO, PATH, then the tool cache."""
     explicit = os.environ.get("PANGEO_MINIO")
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
-    found = shutil.which("minio")
-    if found:
-        return found
-    candidate = tools_dir() / "minio"
-    return str(candidate) if os.access(candidate, os.X_OK) else None
+    return toolcache.find("minio")
 
 
 @dataclass

@@ -34,7 +34,6 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import socket
 import sys
 import time
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pangeo_cloud import toolcache
 from pangeo_cloud.local import objectstore, processes
 from pangeo_cloud.local.datadir import (
     default_data_dir,
@@ -71,16 +71,13 @@ START_TIMEOUT = 180.0  # seconds for any one component to answer (2 cores, cold 
 
 def find_proxy() -> str:
     """configurable-http-proxy: PATH, then the tool cache of scripts/install-system.sh."""
-    found = shutil.which("configurable-http-proxy")
+    bindir = toolcache.node_dir() / "bin"
+    found = toolcache.find("configurable-http-proxy", bindir)
     if found:
         return found
-    cache = Path(os.environ.get("PANGEO_CACHE_DIR", Path.home() / ".cache" / "pangeo-cloud"))
-    candidate = cache / "node" / "bin" / "configurable-http-proxy"
-    if os.access(candidate, os.X_OK):
-        return str(candidate)
     raise LocalRuntimeError(
-        "configurable-http-proxy (npm) not found on PATH or in "
-        f"{cache / 'node' / 'bin'}; run scripts/install-system.sh (or `make system`)"
+        f"configurable-http-proxy (npm) not found on PATH or in {bindir}; "
+        "run scripts/install-system.sh (or `make system`)"
     )
 
 

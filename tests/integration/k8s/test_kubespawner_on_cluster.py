@@ -47,7 +47,8 @@ from k8s_support import get_json, wait_for
 
 from pangeo_cloud.config import merged_values
 from pangeo_cloud.scratch import escape_username
-from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec, tools_dir
+from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec
+from pangeo_cloud.toolcache import tools_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEPLOYMENT, STAGE = "gcp-us-central1-b", "prod"

@@ -52,8 +52,9 @@ from pangeo_cloud.deploy.helm import missing_subcharts, render, split_manifests
 from pangeo_cloud.ports import free_ports
 from pangeo_cloud.testing.cloud import AwsIrsaStandIn, GkeWorkloadIdentityStandIn
 from pangeo_cloud.testing.github import GitHubStandIn
-from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec, tools_dir
+from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec
 from pangeo_cloud.testing.kubelet import ImageStandIn, KubeletStandIn, forward
+from pangeo_cloud.toolcache import node_dir, tools_dir
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "helm-chart" / "pangeo-cloud"
@@ -62,7 +63,7 @@ VENV_BIN = str(Path(sys.executable).parent)
 # The interpreter behind the virtualenv (may live under a home closed to others).
 PYTHON_HOME = str(Path(os.path.realpath(sys.executable)).parent.parent)
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-CHP_DIR = Path.home() / ".cache" / "pangeo-cloud" / "node"
+CHP_DIR = node_dir()
 
 
 def subcharts_missing() -> str | None:
