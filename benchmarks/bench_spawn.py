@@ -46,7 +46,7 @@ def _collect(futures: list, failures: list[str]) -> list[float]:
     return times
 
 
-def measure(url: str, password: str, prefix: str, profile: str | None, args) -> dict:  # noqa: ANN001
+def measure(url: str, password: str, prefix: str, profile: str | None, args) -> dict:
     failures: list[str] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         single = _collect(

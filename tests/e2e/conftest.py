@@ -57,7 +57,7 @@ def _require_tools() -> None:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):  # noqa: ANN001, ANN201 - pytest hook
+def pytest_runtest_makereport(item, call):  # pytest hook
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report

@@ -53,5 +53,5 @@ def test_debug_shows_the_traceback(monkeypatch):
 
 def test_every_operator_command_is_registered():
     parser = cli.build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse internals
+    commands = parser._subparsers._group_actions[0].choices  # argparse internals
     assert {"validate", "render", "diff", "plan", "deploy", "health", "up"} <= set(commands)

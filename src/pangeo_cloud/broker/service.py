@@ -220,6 +220,7 @@ def make_app(broker: Broker, prefix: str) -> web.Application:
     ]
     if broker.provider.scheme == "gs":
         # google-auth refreshes users' Google credentials here (see google_client).
+        # Imported for a gs:// bucket only: an S3 broker needs none of the Google code.
         from pangeo_cloud.broker.gcs import GCSTokenHandler
         from pangeo_cloud.broker.google_client import TOKEN_ROUTE
 

@@ -14,6 +14,9 @@ import sys
 import threading
 from pathlib import Path
 
+from pangeo_cloud.local.errors import LocalRuntimeError
+from pangeo_cloud.local.values import GitHubLogin
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -60,9 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _github(args: argparse.Namespace):  # noqa: ANN202
-    from pangeo_cloud.local.errors import LocalRuntimeError
-    from pangeo_cloud.local.values import GitHubLogin
+def _github(args: argparse.Namespace) -> GitHubLogin | None:
 
     given = [args.github_client_id, args.github_client_secret]
     if not any(given):
@@ -84,6 +85,7 @@ def _github(args: argparse.Namespace):  # noqa: ANN202
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported when `up` runs: the other commands start without the local runtime.
     from pangeo_cloud.local.runtime import LocalRuntime
 
     stop = threading.Event()

@@ -9,6 +9,7 @@ import sys
 
 from pangeo_cloud.config import Paths
 from pangeo_cloud.config.layering import Decryptor
+from pangeo_cloud.deploy.sops import SopsDecryptor
 from pangeo_cloud.deploy.validate import CheckResult, validate_all
 
 # Where sops finds an age key without being told (besides the environment).
@@ -46,8 +47,6 @@ def decryptor(mode: str) -> Decryptor | None:
     """The sops decryptor to use, or None to check secrets offline only."""
     if mode == "never" or (mode == "auto" and not any(os.environ.get(v) for v in _KEY_VARIABLES)):
         return None
-    from pangeo_cloud.deploy.sops import SopsDecryptor
-
     return SopsDecryptor()
 
 

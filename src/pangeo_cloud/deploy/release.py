@@ -48,6 +48,7 @@ from pangeo_cloud.deploy.releaseplan import (
 )
 from pangeo_cloud.deploy.sops import SopsDecryptor, plaintext_dir
 from pangeo_cloud.deploy.tools import ToolError, find_tool, last_line
+from pangeo_cloud.deploy.validate import validate_stage
 from pangeo_cloud.errors import PangeoError
 
 # How long to let helm finish (and roll back) after we are interrupted.
@@ -133,8 +134,6 @@ Printer = Callable[[str], None]
 
 
 def _check_validate(plan: DeployPlan, upstream_dir: str | None) -> None:
-    from pangeo_cloud.deploy.validate import validate_stage
-
     results = validate_stage(
         plan.deployment, plan.stage.name, plan.paths, upstream_dir=upstream_dir
     )

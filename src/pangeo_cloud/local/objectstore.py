@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pangeo_cloud import toolcache
+from pangeo_cloud.broker.policy import OBJECT_ACTIONS
 
 LIFECYCLE_RULE_ID = "pangeo-scratch-expiry"
 
@@ -113,7 +114,7 @@ def wait_healthy(url: str, alive: Any, timeout: float) -> None:
     raise ObjectStoreError(f"the object store did not answer at {url} within {timeout:.0f} s")
 
 
-def s3_client(endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1"):  # noqa: ANN201
+def s3_client(endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1"):
     import botocore.session
     from botocore.config import Config
 
@@ -196,8 +197,6 @@ _PBKDF2_COST = 8192
 
 def broker_user_policy(bucket: str) -> dict[str, Any]:
     """What the broker's MinIO user may do: every user's prefix, nothing else."""
-    from pangeo_cloud.broker.policy import OBJECT_ACTIONS
-
     return {
         "Version": "2012-10-17",
         "Statement": [

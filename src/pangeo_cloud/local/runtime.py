@@ -46,6 +46,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pangeo_cloud import toolcache
+from pangeo_cloud.config import ConfigError, Paths, list_deployments, load_deployment
+from pangeo_cloud.config import merged_values as merge
 from pangeo_cloud.local import objectstore, processes
 from pangeo_cloud.local.datadir import (
     default_data_dir,
@@ -146,9 +148,6 @@ class LocalRuntime:
     # -- preparation (nothing is started) --------------------------------------
 
     def prepare(self) -> None:
-        from pangeo_cloud.config import ConfigError, Paths, list_deployments, load_deployment
-        from pangeo_cloud.config import merged_values as merge
-
         try:
             paths = Paths.discover(self.root)
         except FileNotFoundError as exc:

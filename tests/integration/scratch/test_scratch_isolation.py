@@ -220,7 +220,7 @@ def set_broker_user(up: UpProcess, status: str) -> None:
     objectstore.minio_admin(*root, "PUT", "/set-user-status", query)
 
 
-def wait_for(condition, timeout: float = 90) -> None:  # noqa: ANN001
+def wait_for(condition, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
