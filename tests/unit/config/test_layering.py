@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from config_helpers import enc
+from config_support import enc
 
 from pangeo_cloud.config import ConfigError, load_deployment, merged_values, values_layers
 from pangeo_cloud.config.layering import SOPS_MASK, merge, origin
