@@ -17,13 +17,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.testing.harness import UpProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
 CHROMIUM = os.environ.get("PANGEO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -45,6 +45,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import yaml
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import Layer, merge_all, values_layers
@@ -56,7 +57,7 @@ from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec
 from pangeo_cloud.testing.kubelet import ImageStandIn, KubeletStandIn, forward
 from pangeo_cloud.toolcache import node_dir, tools_dir
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = REPO_ROOT
 CHART = REPO / "helm-chart" / "pangeo-cloud"
 HEALTH_SERVICE = "health-check"
 VENV_BIN = str(Path(sys.executable).parent)

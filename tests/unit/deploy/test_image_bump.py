@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from deploy_support import REPO_ROOT
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.config import Paths
 from pangeo_cloud.deploy.validate import validate_all

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import yaml
-from deploy_support import REPO_ROOT
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.deploy.tools import ToolError, find_tool
 
