@@ -60,7 +60,7 @@ def sops_values(layers: Iterable[Layer]) -> set[str]:
                 found.add(text)
 
     for layer in layers:
-        if layer.name.startswith("secrets:"):
+        if layer.kind == "secrets":
             walk({k: v for k, v in layer.data.items() if k != "sops"})
     return found
 

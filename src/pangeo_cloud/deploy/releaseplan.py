@@ -41,10 +41,11 @@ class ValuesFile:
     """One `-f` file of the upgrade, in order."""
 
     label: str
-    kind: str  # "generated" | "values" | "secrets"
+    kind: str  # the layer's kind: "generated" | "values" | "secrets"
     source: Path | None = None  # the repository file (secrets: the encrypted one)
     path: Path | None = None  # what helm reads (None in a dry run for temp files)
     data: dict[str, Any] | None = None  # generated layers only
+    short: str = ""  # generated layers: their short name, for the temp file
 
 
 @dataclass
@@ -113,9 +114,7 @@ class DeployPlan:
         index = self.values.index(vf)
         if vf.kind == "secrets" and vf.source is not None:
             return f"{index:02d}-{temp_name(vf.source)}"
-        words = vf.label.split(":", 1)[-1].split("(")[0].split()
-        slug = "-".join(words).replace("/", "-") or "layer"
-        return f"{index:02d}-generated-{slug}.yaml"
+        return f"{index:02d}-generated-{vf.short or 'layer'}.yaml"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -142,14 +141,15 @@ class DeployPlan:
         }
 
 
-def _values_files(layers: list[Layer], stage: Stage) -> list[ValuesFile]:
+def _values_files(layers: list[Layer]) -> list[ValuesFile]:
     """The layers after the chart's values.yaml, as helm -f files (see module docs)."""
-    secrets = {Path(f).resolve() for f in stage.secrets_files}
     out = []
-    for layer in layers[1:]:
-        if layer.path is None:
-            out.append(ValuesFile(layer.name, "generated", data=layer.data))
-        elif layer.path.resolve() in secrets:
+    for layer in layers:
+        if layer.kind == "chart":
+            continue  # helm reads the chart's own values.yaml
+        if layer.kind == "generated":
+            out.append(ValuesFile(layer.name, "generated", data=layer.data, short=layer.short))
+        elif layer.kind == "secrets":
             out.append(ValuesFile(layer.name, "secrets", source=layer.path))
         else:
             out.append(ValuesFile(layer.name, "values", source=layer.path, path=layer.path))
@@ -181,7 +181,7 @@ def build_plan(
     `extra_values` go last and are not validated: for throw-away test clusters
     (CI's kind cluster), never for a stage's real values.
     """
-    plan = DeployPlan(deployment, stage, paths, _values_files(layers, stage), tmp=tmp)
+    plan = DeployPlan(deployment, stage, paths, _values_files(layers), tmp=tmp)
     for extra in extra_values:
         extra = Path(extra).resolve()
         plan.values.append(

@@ -87,7 +87,7 @@ def validate_stage(
         emit(CheckResult(ctx.target, "values", False, [str(exc)]))
         return results
     for layer in ctx.layers:
-        if layer.name.startswith("values: ") and layer.document is not None:
+        if layer.kind == "values" and layer.document is not None:
             secret_problems += plain_values_errors(layer.document)
     note = " < ".join(layer.name for layer in ctx.layers)
     emit(

@@ -6,7 +6,7 @@ import pytest
 from config_support import enc
 
 from pangeo_cloud.config import ConfigError, load_deployment, merged_values, values_layers
-from pangeo_cloud.config.layering import SOPS_MASK, merge, origin
+from pangeo_cloud.config.layering import SOPS_MASK, Layer, merge, origin
 
 
 def test_maps_merge_lists_replace_null_deletes():
@@ -28,6 +28,19 @@ def test_layer_order_is_chart_wiring_common_stage_generated(repo_paths):
     assert names[1].startswith("generated: stage wiring")
     assert names[2:4] == ["values: common.yaml", "values: staging.yaml"]
     assert names[-1].startswith("generated: gateway hooks")
+
+
+def test_each_layer_says_what_kind_it_is(repo_paths):
+    deployment = load_deployment("gcp-us-central1-b", repo_paths)
+    layers = values_layers(deployment, "staging", paths=repo_paths)
+    kinds = [layer.kind for layer in layers]
+    assert kinds == ["chart", "generated", "values", "values", "secrets", "generated"]
+    assert [layer.short for layer in layers if layer.kind == "generated"] == [
+        "stage-wiring",
+        "gateway-hooks",
+    ]
+    with pytest.raises(ValueError, match="layer kind must be one of"):
+        Layer("x", {}, kind="plain")
 
 
 def test_stage_overrides_common_and_lists_replace(repo_paths):
