@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from pangeo_cloud.config import Paths, load_deployment
+from pangeo_cloud.config import Paths, resolve_target
 from pangeo_cloud.deploy import release
 
 
@@ -54,9 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = Paths.discover(args.root)
-    deployment = load_deployment(args.deployment, paths)
-    deployment.stage(args.stage)  # unknown stage: one line, before anything else
+    # An unknown deployment or stage: one line, before anything else.
+    target = resolve_target(args.deployment, args.stage, Paths.discover(args.root))
     options = dict(
         upstream_dir=args.upstream_dir,
         timeout=args.timeout,
@@ -65,15 +64,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         if args.format == "json":
-            plan = release.dry_run(
-                deployment, args.stage, paths, out=lambda line: None, checks=False, **options
-            )
+            plan = release.dry_run(target, out=lambda line: None, checks=False, **options)
             json.dump(plan.as_dict(), sys.stdout, indent=2)
             print()
             return 0
-        release.dry_run(deployment, args.stage, paths, out=_print, **options)
+        release.dry_run(target, out=_print, **options)
         return 0
-    release.deploy(deployment, args.stage, paths, out=_print, **options)
+    release.deploy(target, out=_print, **options)
     return 0
 
 

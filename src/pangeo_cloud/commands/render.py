@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from pangeo_cloud.config import Paths, load_deployment
+from pangeo_cloud.config import Paths, resolve_target
 from pangeo_cloud.config.layering import merge_all, values_layers
 from pangeo_cloud.config.secrets import mask_secrets
 from pangeo_cloud.deploy import helm
@@ -35,10 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = Paths.discover(args.root)
-    deployment = load_deployment(args.deployment, paths)
-    stage = deployment.stage(args.stage)
-    layers = values_layers(deployment, stage, paths=paths)
+    target = resolve_target(args.deployment, args.stage, Paths.discover(args.root))
+    paths, stage = target.paths, target.stage
+    layers = values_layers(target.deployment, stage, paths=paths)
     if args.layers:
         for index, layer in enumerate(layers, 1):
             where = layer.path.relative_to(paths.root) if layer.path else "(generated)"
@@ -51,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         secret_paths = [p for layer in layers for p in layer.secret_paths]
         yaml.safe_dump(mask_secrets(values, secret_paths), sys.stdout, sort_keys=True, width=100)
         return 0
-    stream, view = helm.render(paths.chart, stage, deployment.kubernetes_version, values)
+    stream, view = helm.render(paths.chart, stage, target.deployment.kubernetes_version, values)
     if not view.full:
         print(
             f"# note: subcharts {', '.join(view.missing)} are not downloaded; only the "

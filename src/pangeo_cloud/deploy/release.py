@@ -35,8 +35,8 @@ from pathlib import Path
 
 import yaml
 
-from pangeo_cloud.config import ConfigError, Deployment, Paths
-from pangeo_cloud.config.layering import values_layers
+from pangeo_cloud.config import ConfigError, Target
+from pangeo_cloud.config.layering import Layer, values_layers
 from pangeo_cloud.deploy import cluster
 from pangeo_cloud.deploy.promotion import PromotionError, check_promotion
 from pangeo_cloud.deploy.releaseplan import (
@@ -133,22 +133,18 @@ def run_forwarding_signals(args: list[str], timeout: float | None = None) -> tup
 Printer = Callable[[str], None]
 
 
-def _check_validate(plan: DeployPlan, upstream_dir: str | None) -> None:
-    results = validate_stage(
-        plan.deployment, plan.stage.name, plan.paths, upstream_dir=upstream_dir
-    )
+def _check_validate(target: Target, layers: list[Layer], upstream_dir: str | None) -> None:
+    results = validate_stage(target, upstream_dir=upstream_dir, layers=layers)
     failed = [r for r in results if not r.ok]
     if failed:
         first = failed[0]
         detail = f"{first.check}: {first.errors[0] if first.errors else 'failed'}"
         more = f" (+{len(failed) - 1} more failed checks)" if len(failed) > 1 else ""
-        raise DeployError(plan.target, "validate", detail + more)
+        raise DeployError(target.name, "validate", detail + more)
 
 
 def dry_run(
-    deployment: Deployment,
-    stage_name: str,
-    paths: Paths,
+    target: Target,
     *,
     out: Printer = print,
     upstream_dir: str | None = None,
@@ -158,13 +154,10 @@ def dry_run(
     extra_values: tuple[Path, ...] = (),
 ) -> DeployPlan:
     """Print the plan, then run the checks that need neither keys nor a cluster."""
-    stage = deployment.stage(stage_name)
-    layers = values_layers(deployment, stage, paths=paths)
+    masked = values_layers(target.deployment, target.stage, paths=target.paths)
     plan = build_plan(
-        deployment,
-        stage,
-        paths,
-        layers,
+        target,
+        masked,
         timeout=timeout,
         dependency_build=dependency_build,
         extra_values=extra_values,
@@ -172,21 +165,19 @@ def dry_run(
     out(plan.format())
     if checks:
         out("")
-        _check_validate(plan, upstream_dir)
+        _check_validate(target, masked, upstream_dir)
         out("check validate: ok")
         try:
-            record = check_promotion(deployment, stage.name, paths)
+            record = check_promotion(target)
         except (PromotionError, ToolError) as exc:
-            raise DeployError(plan.target, "promotion", str(exc)) from None
+            raise DeployError(target.name, "promotion", str(exc)) from None
         out(f"check promotion: {'ok, ' + record.describe() if record else 'no rule'}")
     out("dry run: nothing was decrypted and no cluster was contacted")
     return plan
 
 
 def deploy(
-    deployment: Deployment,
-    stage_name: str,
-    paths: Paths,
+    target: Target,
     *,
     out: Printer = print,
     upstream_dir: str | None = None,
@@ -196,8 +187,7 @@ def deploy(
     extra_values: tuple[Path, ...] = (),
 ) -> DeployPlan:
     """Run every step (see the module docstring); raise DeployError naming the step."""
-    stage = deployment.stage(stage_name)
-    target = f"{deployment.name}/{stage.name}"
+    deployment, stage, paths = target.deployment, target.stage, target.paths
     total = len(STEPS)
     counter = iter(range(1, total + 1))
     plan: DeployPlan | None = None
@@ -209,18 +199,18 @@ def deploy(
     def done(t0: float, note: str = "") -> None:
         out(f"      ok ({time.monotonic() - t0:.1f}s){': ' + note if note else ''}")
 
-    # 1. validate (masked secrets, as in CI)
+    # 1. validate (masked secrets, as in CI; the layers are built once)
     masked = values_layers(deployment, stage, paths=paths)
-    preview = build_plan(deployment, stage, paths, masked, dependency_build=dependency_build)
+    preview = build_plan(target, masked, dependency_build=dependency_build)
     t0 = begin("validate", preview.step("validate").summary)
-    _check_validate(preview, upstream_dir)
+    _check_validate(target, masked, upstream_dir)
     done(t0)
     # 2. promotion
     t0 = begin("promotion", preview.step("promotion").summary)
     try:
-        record = check_promotion(deployment, stage.name, paths)
+        record = check_promotion(target)
     except (PromotionError, ToolError) as exc:
-        raise DeployError(target, "promotion", str(exc)) from None
+        raise DeployError(target.name, "promotion", str(exc)) from None
     done(t0, record.describe() if record else "")
     # 3. tools
     t0 = begin("tools", preview.step("tools").summary)
@@ -228,7 +218,7 @@ def deploy(
         for name in ("helm", "kubectl", *(["sops"] if stage.secrets_files else [])):
             find_tool(name)
     except ToolError as exc:
-        raise DeployError(target, "tools", str(exc)) from None
+        raise DeployError(target.name, "tools", str(exc)) from None
     done(t0)
     # 4. decrypt (in memory)
     t0 = begin("decrypt", preview.step("decrypt").summary)
@@ -236,21 +226,19 @@ def deploy(
     try:
         layers = values_layers(deployment, stage, paths=paths, decrypt=decryptor)
     except (ToolError, ConfigError) as exc:
-        raise DeployError(target, "decrypt", str(exc)) from None
+        raise DeployError(target.name, "decrypt", str(exc)) from None
     done(t0)
     # 5. cluster (read-only)
     t0 = begin("cluster", preview.step("cluster").summary)
     try:
         cluster.check_with_kubectl(stage.kube_context)
     except ToolError as exc:
-        raise DeployError(target, "cluster", str(exc)) from None
+        raise DeployError(target.name, "cluster", str(exc)) from None
     done(t0)
     try:
         with plaintext_dir("pangeo-deploy-") as tmp:
             plan = build_plan(
-                deployment,
-                stage,
-                paths,
+                target,
                 layers,
                 tmp=tmp.path,
                 timeout=timeout,
@@ -265,7 +253,7 @@ def deploy(
             _run_cluster_steps(plan, begin, done)
     finally:
         decryptor.clear()
-    out(f"deployed {target}: release {stage.release} in namespace {stage.namespace}")
+    out(f"deployed {target.name}: release {stage.release} in namespace {stage.namespace}")
     return plan
 
 

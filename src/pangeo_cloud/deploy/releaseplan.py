@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pangeo_cloud.config import Deployment, Paths
+from pangeo_cloud.config import Deployment, Paths, Target
 from pangeo_cloud.config.layering import Layer
 from pangeo_cloud.config.model import Stage
 from pangeo_cloud.deploy import cluster
@@ -166,9 +166,7 @@ def subchart_archive(paths: Paths, name: str = "dask-gateway") -> Path:
 
 
 def build_plan(
-    deployment: Deployment,
-    stage: Stage,
-    paths: Paths,
+    target: Target,
     layers: list[Layer],
     *,
     tmp: Path | None = None,
@@ -181,6 +179,7 @@ def build_plan(
     `extra_values` go last and are not validated: for throw-away test clusters
     (CI's kind cluster), never for a stage's real values.
     """
+    deployment, stage, paths = target.deployment, target.stage, target.paths
     plan = DeployPlan(deployment, stage, paths, _values_files(layers), tmp=tmp)
     for extra in extra_values:
         extra = Path(extra).resolve()

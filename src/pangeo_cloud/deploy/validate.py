@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pangeo_cloud.config import ConfigError, Deployment, Paths, list_deployments, load_deployment
+from pangeo_cloud.config import (
+    ConfigError,
+    Deployment,
+    Paths,
+    Target,
+    list_deployments,
+    load_deployment,
+)
 from pangeo_cloud.config.errors import error_list
 from pangeo_cloud.config.layering import Decryptor, Layer, merge_all, values_layers
 from pangeo_cloud.config.secrets import plain_values_errors
@@ -50,22 +57,22 @@ class CheckResult:
 
 
 def validate_stage(
-    deployment: Deployment,
-    stage: str,
-    paths: Paths,
+    target: Target,
     *,
     upstream_dir: str | None = None,
     decrypt: Decryptor | None = None,
     on_result: Callable[[CheckResult], None] | None = None,
     only: set[str] | None = None,
+    layers: list[Layer] | None = None,
 ) -> list[CheckResult]:
     """Run every check (or those in `only`) for one stage.
 
     Files that cannot be loaded stop the stage after `values`; values that fail
     their schemas skip only the rendering checks; a check that crashes is
-    reported as an internal error and the others still run.
+    reported as an internal error and the others still run. `layers` already
+    built for the target (masked, by a deploy) are checked as they are.
     """
-    ctx = StageContext(deployment, stage, paths, upstream_dir)
+    ctx = StageContext(target.deployment, target.stage.name, target.paths, upstream_dir)
     results: list[CheckResult] = []
 
     def emit(result: CheckResult) -> None:
@@ -76,8 +83,12 @@ def validate_stage(
     # Problems of a secrets file fail `values`, but the checks still run (masked).
     secret_problems: list[ConfigError] = []
     try:
-        ctx.layers = values_layers(
-            deployment, stage, paths=paths, decrypt=decrypt, secret_problems=secret_problems
+        ctx.layers = layers or values_layers(
+            target.deployment,
+            target.stage,
+            paths=target.paths,
+            decrypt=decrypt,
+            secret_problems=secret_problems,
         )
         ctx.values = merge_all(ctx.layers)
     except ConfigError as exc:
@@ -300,9 +311,7 @@ def validate_all(
                 )
             )
             results += validate_stage(
-                deployment,
-                st,
-                paths,
+                Target(deployment, deployment.stage(st), paths),
                 upstream_dir=upstream_dir,
                 decrypt=decrypt,
                 on_result=on_result,

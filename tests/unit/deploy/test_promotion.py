@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pangeo_cloud.config import load_deployment
+from pangeo_cloud.config import load_deployment, resolve_target
 from pangeo_cloud.deploy.promotion import (
     PromotionError,
     check_promotion,
@@ -29,7 +29,7 @@ def test_prod_refuses_a_commit_that_did_not_pass_staging(git_repo) -> None:
     deployment = load_deployment(DEP, paths)
     sha = git("rev-parse", "HEAD")
     with pytest.raises(PromotionError) as info:
-        check_promotion(deployment, "prod", paths)
+        check_promotion(resolve_target(deployment, "prod", paths))
     message = str(info.value)
     assert "\n" not in message
     assert f"has not passed {DEP}/staging" in message
@@ -38,7 +38,7 @@ def test_prod_refuses_a_commit_that_did_not_pass_staging(git_repo) -> None:
 
 def test_staging_has_no_rule(git_repo) -> None:
     paths, _ = git_repo
-    assert check_promotion(load_deployment(DEP, paths), "staging", paths) is None
+    assert check_promotion(resolve_target(DEP, "staging", paths)) is None
 
 
 def test_recorded_pass_allows_prod_and_is_readable(git_repo) -> None:
@@ -50,11 +50,11 @@ def test_recorded_pass_allows_prod_and_is_readable(git_repo) -> None:
     assert git("rev-parse", f"{tag}^{{commit}}") == sha
     shown = git("tag", "-l", "-n9", "passed/*")
     assert "passed deploy and health check" in shown and "health: all steps ok" in shown
-    record = check_promotion(load_deployment(DEP, paths), "prod", paths)
+    record = check_promotion(resolve_target(DEP, "prod", paths))
     assert record is not None and record.tag == tag and record.carried_from is None
     # Another deployment's pass does not count.
     with pytest.raises(PromotionError):
-        check_promotion(load_deployment("aws-us-west-2", paths), "prod", paths)
+        check_promotion(resolve_target("aws-us-west-2", "prod", paths))
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_pass_carries_over_changes_that_do_not_affect_staging(git_repo, rel: str
     passed = git("rev-parse", "HEAD")
     record_pass(paths.root, DEP, "staging")
     _commit(paths, git, rel, "# changed\n", f"change {rel}")
-    record = check_promotion(load_deployment(DEP, paths), "prod", paths)
+    record = check_promotion(resolve_target(DEP, "prod", paths))
     assert record is not None and record.carried_from == passed
 
 
@@ -89,9 +89,9 @@ def test_changes_to_staging_inputs_need_a_new_pass(git_repo, rel: str) -> None:
     record_pass(paths.root, DEP, "staging")
     _commit(paths, git, rel, "# changed\n", f"change {rel}")
     with pytest.raises(PromotionError, match="has not passed"):
-        check_promotion(load_deployment(DEP, paths), "prod", paths)
+        check_promotion(resolve_target(DEP, "prod", paths))
     record_pass(paths.root, DEP, "staging")
-    assert check_promotion(load_deployment(DEP, paths), "prod", paths) is not None
+    assert check_promotion(resolve_target(DEP, "prod", paths)) is not None
 
 
 def test_uncommitted_changes_are_refused(git_repo) -> None:
@@ -100,13 +100,13 @@ def test_uncommitted_changes_are_refused(git_repo) -> None:
     common = paths.deployments / DEP / "values" / "common.yaml"
     common.write_text(common.read_text() + "# local edit\n")
     with pytest.raises(PromotionError, match="uncommitted: deployments/gcp-us-central1-b/values"):
-        check_promotion(load_deployment(DEP, paths), "prod", paths)
+        check_promotion(resolve_target(DEP, "prod", paths))
     common.write_text(common.read_text().replace("# local edit\n", ""))
     (paths.root / "docs" / "notes.md").write_text("untracked docs are fine\n")
-    assert check_promotion(load_deployment(DEP, paths), "prod", paths) is not None
+    assert check_promotion(resolve_target(DEP, "prod", paths)) is not None
 
 
 def test_not_a_git_repository(repo_copy, monkeypatch) -> None:
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(repo_copy.root.parent))
     with pytest.raises(PromotionError, match="commit cannot be determined"):
-        check_promotion(load_deployment(DEP, repo_copy), "prod", repo_copy)
+        check_promotion(resolve_target(DEP, "prod", repo_copy))
