@@ -37,8 +37,6 @@ import os
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +53,7 @@ from pangeo_cloud.local.datadir import (
     prepare_data_dir,
 )
 from pangeo_cloud.local.errors import LocalRuntimeError
+from pangeo_cloud.local.processes import answers, tail
 from pangeo_cloud.local.runinfo import BrokerAccess, Passwords, RunInfo, StoreAccess
 from pangeo_cloud.local.values import (
     SHARED_PASSWORD,
@@ -95,24 +94,6 @@ def check_port(port: int, option: str = "--port") -> None:
                 f"port {port} on 127.0.0.1 is not available ({exc.strerror}); "
                 f"choose another with {option}"
             ) from None
-
-
-def _answers(url: str, ok: Callable[[int], bool] = lambda code: code == 200) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return ok(resp.status)
-    except urllib.error.HTTPError as exc:
-        return ok(exc.code)
-    except OSError:
-        return False
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return "(no log)"
-    return "\n".join("    " + line for line in text)
 
 
 class LocalRuntime:
@@ -382,7 +363,7 @@ class LocalRuntime:
                 raise LocalRuntimeError(
                     f"{what} exited (code {code}) while starting; see {log}:\n{tail(log)}"
                 )
-            if _answers(url):
+            if answers(url):
                 return
             time.sleep(0.25)
         raise LocalRuntimeError(
