@@ -34,6 +34,7 @@ managed service and by the chart's Deployment otherwise.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -237,6 +238,7 @@ def build(config: dict[str, Any], hub_auth: Any = None) -> Broker:
     except ProviderError as exc:
         raise BrokerConfigError(str(exc)) from None
     if hub_auth is None:
+        # Imported only without a given hub_auth (tests pass their own): the real one.
         from jupyterhub.services.auth import HubAuth
 
         # No cache: every request asks the hub, so revocation is immediate.
@@ -266,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8000"))
     app = make_app(broker, prefix)
-    import asyncio
 
     async def serve() -> None:
         app.listen(url.port or 8000, url.hostname or "127.0.0.1", xheaders=True)

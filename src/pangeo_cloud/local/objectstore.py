@@ -13,6 +13,8 @@ lifecycle configuration, as the cloud buckets have.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import time
@@ -21,8 +23,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from pangeo_cloud import toolcache
+
+# botocore and cryptography come with the `local` extra (pyproject.toml), not with the
+# CLI's dependencies: they are imported where used, so that this module loads without them.
 from pangeo_cloud.broker.policy import OBJECT_ACTIONS
 
 LIFECYCLE_RULE_ID = "pangeo-scratch-expiry"
@@ -221,8 +227,6 @@ def madmin_encrypt(password: str, data: bytes) -> bytes:
     fragment 0 is the empty message whose tag becomes the associated data
     (prefixed 0x00, or 0x80 for the final fragment) of the data fragments.
     """
-    import hashlib
-
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     salt = os.urandom(32)
@@ -255,8 +259,6 @@ def minio_admin(
     body: bytes = b"",
 ) -> bytes:
     """One signed request to MinIO's admin API; ObjectStoreError on refusal."""
-    from urllib.parse import urlencode
-
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -279,7 +281,6 @@ def ensure_broker_user(
     endpoint: str, root_key: str, root_secret: str, bucket: str, user_key: str, user_secret: str
 ) -> None:
     """Create (or update) the broker's MinIO user with the bucket-only policy (idempotent)."""
-    import json
 
     def admin(method: str, path: str, query: dict[str, str], body: bytes = b"") -> bytes:
         return minio_admin(endpoint, root_key, root_secret, method, path, query, body)
