@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pangeo_cloud.config import ConfigError, Deployment, Paths, traits
+from pangeo_cloud.config import ConfigError, Deployment, Paths, Stage, traits
 from pangeo_cloud.config.errors import format_key_path
 from pangeo_cloud.config.layering import Layer, origin
 from pangeo_cloud.config.manifests import load_crds, validate_manifests
@@ -31,7 +31,7 @@ class StageContext:
     """What the checks of one stage share (computed once)."""
 
     deployment: Deployment
-    stage: str
+    stage: Stage
     paths: Paths
     upstream_dir: str | None
     layers: list[Layer] = field(default_factory=list)
@@ -41,13 +41,12 @@ class StageContext:
 
     @property
     def target(self) -> str:
-        return f"{self.deployment.name}/{self.stage}"
+        return f"{self.deployment.name}/{self.stage.name}"
 
 
 def render(ctx: StageContext) -> tuple[str, helm.ChartView]:
     """`helm template` of the context's stage (see :func:`pangeo_cloud.deploy.helm.render`)."""
-    stage = ctx.deployment.stage(ctx.stage)
-    return helm.render(ctx.paths.chart, stage, ctx.deployment.kubernetes_version, ctx.values)
+    return helm.render(ctx.paths.chart, ctx.stage, ctx.deployment.kubernetes_version, ctx.values)
 
 
 def _subchart_note(view: helm.ChartView) -> str:

@@ -72,7 +72,7 @@ def validate_stage(
     reported as an internal error and the others still run. `layers` already
     built for the target (masked, by a deploy) are checked as they are.
     """
-    ctx = StageContext(target.deployment, target.stage.name, target.paths, upstream_dir)
+    ctx = StageContext(target.deployment, target.stage, target.paths, upstream_dir)
     results: list[CheckResult] = []
 
     def emit(result: CheckResult) -> None:

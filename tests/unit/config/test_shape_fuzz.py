@@ -106,7 +106,12 @@ def test_wrong_shapes_in_values_never_crash(repo_paths, upstream_dir, tmp_path, 
                 crashes.append(f"{path} = {shape!r}: hooks: {traceback.format_exc(limit=-3)}")
                 continue
             ctx = StageContext(
-                deployment, stage, repo_paths, str(upstream_dir), fuzzed, merge_all(fuzzed)
+                deployment,
+                deployment.stage(stage),
+                repo_paths,
+                str(upstream_dir),
+                fuzzed,
+                merge_all(fuzzed),
             )
             crashes += [f"{path} = {shape!r}: {crash}" for crash in _run_checks(ctx)]
             tried += 1
