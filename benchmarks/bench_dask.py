@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common import BareGateway, exit_on_sigterm, table
 
-from pangeo_cloud.local.harness import HubUser, UpProcess
+from pangeo_cloud.testing.harness import HubUser, UpProcess
 
 WAIT = 180  # seconds for 2 workers
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from bench_dask import user_token
 from common import BareGateway, exit_on_sigterm, table
 
-from pangeo_cloud.local.harness import HubUser, UpProcess
+from pangeo_cloud.testing.harness import HubUser, UpProcess
 
 N_CLUSTERS = 3
 WAIT = 180  # seconds for any state change

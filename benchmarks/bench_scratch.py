@@ -35,7 +35,7 @@ from pathlib import Path
 
 from common import exit_on_sigterm, percentile
 
-from pangeo_cloud.local.harness import HubUser, UpProcess
+from pangeo_cloud.testing.harness import HubUser, UpProcess
 
 PART = 8 * 2**20
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from common import BareHub, exit_on_sigterm, table
 
-from pangeo_cloud.local.harness import HubUser, SpawnFailed, UpProcess
+from pangeo_cloud.testing.harness import HubUser, SpawnFailed, UpProcess
 
 
 def login_to_ready(url: str, name: str, password: str, profile: str | None) -> float:
@@ -46,7 +46,7 @@ def _collect(futures: list, failures: list[str]) -> list[float]:
     return times
 
 
-def measure(url: str, password: str, prefix: str, profile: str | None, args) -> dict:  # noqa: ANN001
+def measure(url: str, password: str, prefix: str, profile: str | None, args) -> dict:
     failures: list[str] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         single = _collect(

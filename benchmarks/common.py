@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from pangeo_cloud.local import processes  # noqa: E402
-from pangeo_cloud.local.harness import free_port  # noqa: E402
 from pangeo_cloud.local.runtime import find_proxy  # noqa: E402
+from pangeo_cloud.testing.harness import free_port  # noqa: E402
 
 
 def exit_on_sigterm() -> None:

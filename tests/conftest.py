@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.config import Paths
 from pangeo_cloud.deploy.tools import ToolError, find_tool
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")

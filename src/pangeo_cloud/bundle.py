@@ -31,7 +31,7 @@ class SourceBundleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return self.sources[fullname], False
         return None
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001 - importlib API
+    def find_spec(self, fullname, path=None, target=None):  # importlib API
         found = self._source(fullname)
         if found is None:
             return None
@@ -39,10 +39,10 @@ class SourceBundleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             fullname, self, origin=f"pangeo-cloud-bundle:{fullname}", is_package=found[1]
         )
 
-    def create_module(self, spec):  # noqa: ANN001 - importlib API
+    def create_module(self, spec):  # importlib API
         return None  # the default module object
 
-    def exec_module(self, module) -> None:  # noqa: ANN001 - importlib API
+    def exec_module(self, module) -> None:  # importlib API
         found = self._source(module.__name__)
         assert found is not None
         filename = module.__name__.replace(".", "/") + ("/__init__.py" if found[1] else ".py")

@@ -2,7 +2,7 @@
 
 Each subcommand lives in the module that owns its work and registers itself
 with `register(subparsers)`; this module only assembles them and turns the
-project's error types into one clear line and a non-zero exit.
+project's errors (:class:`pangeo_cloud.errors.PangeoError`) into one clear line and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from pangeo_cloud import __version__
-from pangeo_cloud.config import ConfigError
-from pangeo_cloud.deploy.tools import ToolError
+from pangeo_cloud.errors import PangeoError
 
 # Modules providing `register(subparsers)`, in the order `--help` lists them.
 COMMAND_MODULES = [
@@ -28,10 +27,6 @@ COMMAND_MODULES = [
     "pangeo_cloud.commands.clusters",
     "pangeo_cloud.commands.up",
 ]
-
-
-class UserError(Exception):
-    """A failure to report as one line (bad arguments, missing tools, ...)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ToolError, UserError, FileNotFoundError) as exc:
+    except (PangeoError, FileNotFoundError) as exc:
         print(f"pangeo-cloud {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

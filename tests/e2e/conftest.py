@@ -17,13 +17,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from repo_support import REPO_ROOT
 
-from pangeo_cloud.local.harness import UpProcess
+from pangeo_cloud.testing.harness import UpProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
 CHROMIUM = os.environ.get("PANGEO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -57,7 +56,7 @@ def _require_tools() -> None:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):  # noqa: ANN001, ANN201 - pytest hook
+def pytest_runtest_makereport(item, call):  # pytest hook
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_support import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 PYTHON_DIRS = ["src", "tests", "scripts", "benchmarks"]
 
 

@@ -19,6 +19,7 @@ def _start(directory: str) -> int:
     loader = {"__name__": "pangeo_cloud_bundle_loader"}
     exec(compile(source, path, "exec"), loader)
     loader["install"](loader["read_directory"](directory))
+    # Importable only now: the broker's image has no pangeo_cloud, the bundle above is it.
     from pangeo_cloud.broker.service import main
 
     return main([])

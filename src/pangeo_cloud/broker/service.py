@@ -34,6 +34,7 @@ managed service and by the chart's Deployment otherwise.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -220,6 +221,7 @@ def make_app(broker: Broker, prefix: str) -> web.Application:
     ]
     if broker.provider.scheme == "gs":
         # google-auth refreshes users' Google credentials here (see google_client).
+        # Imported for a gs:// bucket only: an S3 broker needs none of the Google code.
         from pangeo_cloud.broker.gcs import GCSTokenHandler
         from pangeo_cloud.broker.google_client import TOKEN_ROUTE
 
@@ -236,6 +238,7 @@ def build(config: dict[str, Any], hub_auth: Any = None) -> Broker:
     except ProviderError as exc:
         raise BrokerConfigError(str(exc)) from None
     if hub_auth is None:
+        # Imported only without a given hub_auth (tests pass their own): the real one.
         from jupyterhub.services.auth import HubAuth
 
         # No cache: every request asks the hub, so revocation is immediate.
@@ -265,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8000"))
     app = make_app(broker, prefix)
-    import asyncio
 
     async def serve() -> None:
         app.listen(url.port or 8000, url.hostname or "127.0.0.1", xheaders=True)

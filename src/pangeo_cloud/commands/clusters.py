@@ -18,7 +18,7 @@ from typing import Any
 
 from pangeo_cloud.commands.health import SERVICE, TOKEN_ENV, _token_from_secrets
 from pangeo_cloud.config import ConfigError, Paths, load_deployment
-from pangeo_cloud.deploy.health import Api, HttpError, Retry
+from pangeo_cloud.deploy.hubapi import Api, HttpError, Retry
 from pangeo_cloud.deploy.tools import ToolError
 
 GATEWAY_PATH = "services/dask-gateway/"  # the gateway behind the hub's proxy
@@ -62,7 +62,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def admin_api(gateway_url: str, token: str, insecure: bool = False) -> Api:
     """The admin API of the gateway at `gateway_url` (e.g. <hub>/services/dask-gateway/)."""
-    context = ssl._create_unverified_context() if insecure else None  # noqa: S323
+    context = ssl._create_unverified_context() if insecure else None
     base = gateway_url.rstrip("/") + "/" + ADMIN_PATH
     return Api(base, token, Retry(attempts=3), context=context)
 

@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from pangeo_cloud.config import Deployment, Paths, load_deployment
+from pangeo_cloud.config import Deployment, Paths, load_deployment, resolve_target
 from pangeo_cloud.config.support import SUPPORT_TARGET
 from pangeo_cloud.deploy import release
+from pangeo_cloud.deploy.support_deploy import deploy_support
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     deployment = load_deployment(args.deployment, paths)
     if args.stage == SUPPORT_TARGET and SUPPORT_TARGET not in deployment.stages:
         return _run_support(args, deployment, paths)
-    deployment.stage(args.stage)  # unknown stage: one line, before anything else
+    # An unknown stage: one line, before anything else.
+    target = resolve_target(deployment, args.stage, paths)
     options = dict(
         upstream_dir=args.upstream_dir,
         timeout=args.timeout,
@@ -68,22 +70,18 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         if args.format == "json":
-            plan = release.dry_run(
-                deployment, args.stage, paths, out=lambda line: None, checks=False, **options
-            )
+            plan = release.dry_run(target, out=lambda line: None, checks=False, **options)
             json.dump(plan.as_dict(), sys.stdout, indent=2)
             print()
             return 0
-        release.dry_run(deployment, args.stage, paths, out=_print, **options)
+        release.dry_run(target, out=_print, **options)
         return 0
-    release.deploy(deployment, args.stage, paths, out=_print, **options)
+    release.deploy(target, out=_print, **options)
     return 0
 
 
 def _run_support(args: argparse.Namespace, deployment: Deployment, paths: Paths) -> int:
     """`deploy DEPLOYMENT support`: the cluster's monitoring release (helm-chart/support)."""
-    from pangeo_cloud.deploy.support import deploy_support
-
     if args.extra_values:
         print("--extra-values is for stages only", file=sys.stderr)
         return 2

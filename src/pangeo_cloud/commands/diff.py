@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pangeo_cloud.config import Paths, load_deployment
+from pangeo_cloud.config import Paths, resolve_target
 from pangeo_cloud.deploy.diff import diff_stage
 
 
@@ -30,13 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = Paths.discover(args.root)
-    deployment = load_deployment(args.deployment, paths)
-    deployment.stage(args.stage)
-    result = diff_stage(deployment, args.stage, paths, decrypt=not args.no_decrypt)
+    target = resolve_target(args.deployment, args.stage, Paths.discover(args.root))
+    result = diff_stage(target, decrypt=not args.no_decrypt)
     if result.note:
         print(f"# note: {result.note}", file=sys.stderr)
     sys.stdout.write(result.text)
     summary = f"{len(result.changed)} object(s) differ" if result.changed else "no differences"
-    print(f"# {deployment.name}/{args.stage}: {summary}", file=sys.stderr)
+    print(f"# {target.name}: {summary}", file=sys.stderr)
     return 2 if args.exit_code and result.changed else 0

@@ -20,6 +20,8 @@ import yaml
 
 from pangeo_cloud.config import ConfigError, Paths, load_deployment
 from pangeo_cloud.deploy.health import HealthOptions, Retry, run_health
+from pangeo_cloud.deploy.promotion import record_pass
+from pangeo_cloud.deploy.sops import SopsDecryptor
 
 TOKEN_ENV = "PANGEO_HEALTH_TOKEN"
 SERVICE = "health-check"
@@ -90,8 +92,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _token_from_secrets(deployment, stage) -> str | None:
-    from pangeo_cloud.deploy.sops import SopsDecryptor
-
     with SopsDecryptor() as decrypt:
         for file in stage.secrets_files:
             data = yaml.safe_load(decrypt(file)) or {}
@@ -138,8 +138,6 @@ def run(args: argparse.Namespace) -> int:
     run_health(opts, out=lambda line: print(line, flush=True))
     print(f"healthy: {deployment.name}/{stage.name} at {hub_url}")
     if args.record_pass:
-        from pangeo_cloud.deploy.promotion import record_pass
-
         tag = record_pass(
             paths.root, deployment.name, stage.name, note=f"health: all steps ok at {hub_url}"
         )

@@ -7,12 +7,12 @@ import sys
 
 import yaml
 
-from pangeo_cloud.config import Deployment, Paths, load_deployment
+from pangeo_cloud.config import Deployment, Paths, load_deployment, resolve_target
 from pangeo_cloud.config.layering import Layer, merge_all, values_layers
 from pangeo_cloud.config.secrets import mask_secrets
 from pangeo_cloud.config.support import SUPPORT_TARGET
-from pangeo_cloud.deploy.helm import ChartView
-from pangeo_cloud.validate import StageContext, render
+from pangeo_cloud.deploy import helm
+from pangeo_cloud.deploy.support import render_support, support_values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,14 +41,12 @@ def run(args: argparse.Namespace) -> int:
     deployment = load_deployment(args.deployment, paths)
     if args.stage == SUPPORT_TARGET and SUPPORT_TARGET not in deployment.stages:
         return _run_support(args, deployment, paths)
-    stage = deployment.stage(args.stage)
-    layers = values_layers(deployment, stage, paths=paths)
+    target = resolve_target(deployment, args.stage, paths)
+    layers = values_layers(deployment, target.stage, paths=paths)
     if args.layers or args.values:
         return _print_values(args, layers, paths)
     values = merge_all(layers)
-    ctx = StageContext(deployment, stage.name, paths, None, layers, values)
-    stream, view = render(ctx)
-    _write(stream, view)
+    _write(*helm.render(paths.chart, target.stage, deployment.kubernetes_version, values))
     return 0
 
 
@@ -69,17 +67,14 @@ def _print_values(args: argparse.Namespace, layers: list[Layer], paths: Paths) -
 
 def _run_support(args: argparse.Namespace, deployment: Deployment, paths: Paths) -> int:
     """`render DEPLOYMENT support`: the cluster's monitoring release (helm-chart/support)."""
-    from pangeo_cloud.deploy.support import render_support, support_values
-
     layers, values = support_values(deployment, paths)
     if args.layers or args.values:
         return _print_values(args, layers, paths)
-    stream, view = render_support(deployment, values, paths)
-    _write(stream, view)
+    _write(*render_support(deployment, values, paths))
     return 0
 
 
-def _write(stream: str, view: ChartView) -> None:
+def _write(stream: str, view: helm.ChartView) -> None:
     if not view.full:
         print(
             f"# note: subcharts {', '.join(view.missing)} are not downloaded; only the "

@@ -14,6 +14,9 @@ import sys
 import threading
 from pathlib import Path
 
+from pangeo_cloud.local.errors import LocalRuntimeError
+from pangeo_cloud.local.values import GitHubLogin
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -60,8 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _github(args: argparse.Namespace):  # noqa: ANN202
-    from pangeo_cloud.local.runtime import GitHubLogin, LocalRuntimeError
+def _github(args: argparse.Namespace) -> GitHubLogin | None:
 
     given = [args.github_client_id, args.github_client_secret]
     if not any(given):
@@ -83,7 +85,8 @@ def _github(args: argparse.Namespace):  # noqa: ANN202
 
 
 def run(args: argparse.Namespace) -> int:
-    from pangeo_cloud.local.runtime import LocalRuntime, LocalRuntimeError
+    # Imported when `up` runs: the other commands start without the local runtime.
+    from pangeo_cloud.local.runtime import LocalRuntime
 
     stop = threading.Event()
     received: list[str] = []
@@ -132,9 +135,6 @@ def run(args: argparse.Namespace) -> int:
                 return 1
         print(f"\npangeo-cloud up: {received[0]} received, stopping ...", flush=True)
         return 0
-    except LocalRuntimeError as exc:
-        print(f"pangeo-cloud up: error: {exc}", file=sys.stderr, flush=True)
-        return 1
     finally:
         if runtime is not None:
             runtime.stop()
@@ -142,22 +142,3 @@ def run(args: argparse.Namespace) -> int:
                 print("pangeo-cloud up: stopped; homes and scratch data are kept", flush=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m pangeo_cloud.commands.up`: the same command without the full CLI."""
-    parser = argparse.ArgumentParser(prog="pangeo-cloud")
-    parser.add_argument(
-        "--root", help="repository root (default: found from the current directory)"
-    )
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["up", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("pangeo-cloud up: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

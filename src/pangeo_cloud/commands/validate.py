@@ -9,7 +9,8 @@ import sys
 
 from pangeo_cloud.config import Paths
 from pangeo_cloud.config.layering import Decryptor
-from pangeo_cloud.validate import CheckResult, validate_all
+from pangeo_cloud.deploy.sops import SopsDecryptor
+from pangeo_cloud.deploy.validate import CheckResult, validate_all
 
 # Where sops finds an age key without being told (besides the environment).
 _KEY_VARIABLES = ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY")
@@ -52,8 +53,6 @@ def decryptor(mode: str) -> Decryptor | None:
     """The sops decryptor to use, or None to check secrets offline only."""
     if mode == "never" or (mode == "auto" and not any(os.environ.get(v) for v in _KEY_VARIABLES)):
         return None
-    from pangeo_cloud.deploy.sops import SopsDecryptor
-
     return SopsDecryptor()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pangeo_cloud.errors import PangeoError
+
 
 def format_key_path(path: tuple[str | int, ...] | list[str | int]) -> str:
     """Render a key path as `a.b[0].c` (the form used in every message)."""
@@ -18,7 +20,7 @@ def format_key_path(path: tuple[str | int, ...] | list[str | int]) -> str:
 
 
 @dataclass
-class ConfigError(Exception):
+class ConfigError(PangeoError):
     """A problem in an operator's files, reported before any action is taken."""
 
     message: str

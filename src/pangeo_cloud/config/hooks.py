@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pangeo_cloud.config.paths import Paths
 from pangeo_cloud.config.yamlpos import dig
 
 HOOK_KEY = "50-pangeo-cloud"
@@ -55,13 +54,10 @@ def gateway_extra_config(settings: dict[str, Any], package_dir: Path | None = No
     )
 
 
-def gateway_hooks_layer(values: dict[str, Any], paths: Paths | None = None):  # -> Layer
-    """The generated layer for the merged `values` of the lower layers."""
-    from pangeo_cloud.config.layering import Layer
-
+def gateway_hooks_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The generated values for the merged `values` of the lower layers."""
     settings = dig(values, ("jupyterhub", "custom", "pangeo"))
     if not isinstance(settings, dict):
         settings = {}  # of another shape: the schema check reports it
     code = gateway_extra_config(settings)
-    data = {"dask-gateway": {"gateway": {"extraConfig": {HOOK_KEY: code}}}}
-    return Layer(name="generated: gateway hooks (src/pangeo_cloud/gateway)", data=data)
+    return {"dask-gateway": {"gateway": {"extraConfig": {HOOK_KEY: code}}}}

@@ -11,25 +11,19 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pangeo_cloud.config.errors import ConfigError
 from pangeo_cloud.config.identity import DeployIdentity, check_distinct, read_identity
+from pangeo_cloud.config.names import DNS_LABEL as _DNS_LABEL
+from pangeo_cloud.config.names import DNS_LABEL_RULE as _DNS_LABEL_RULE
+from pangeo_cloud.config.names import MAX_RELEASE, gateway_fullname
 from pangeo_cloud.config.paths import Paths
+from pangeo_cloud.config.support import SupportRelease, read_support
 from pangeo_cloud.config.units import parse_quantity
 from pangeo_cloud.config.yamlpos import Document, KeyPath, load_yaml
 
-if TYPE_CHECKING:
-    from pangeo_cloud.config.support import SupportRelease
-
 CLOUDS = ("gcp", "aws", "local")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_LABEL_RULE = (
-    "a valid DNS label (DNS-1123): at most 63 characters, lower-case letters, digits and '-', "
-    "starting and ending with a letter or digit"
-)
-# Helm refuses longer release names (they become parts of object names).
-MAX_RELEASE = 53
 DEFAULT_KUBERNETES_VERSION = "1.33"
 
 
@@ -255,8 +249,6 @@ def _read_stage(r: _Reader, name: str, raw: Any, base: Path, names: set[str]) ->
             f"{release!r} has {len(release)} characters; Helm release names are at most "
             f"{MAX_RELEASE}",
         )
-    from pangeo_cloud.config.wiring import gateway_fullname  # wiring imports this module
-
     service = f"traefik-{gateway_fullname(release)}"
     if len(service) > 63:
         raise r.doc.error(
@@ -377,8 +369,6 @@ def parse_deployment(doc: Document) -> Deployment:
     check_distinct(doc, identities)
     stages = {n: dataclasses.replace(st, deploy_identity=identities[n]) for n, st in stages.items()}
     _check_stages(doc, stages)
-    from pangeo_cloud.config.support import read_support  # support imports this module
-
     support = read_support(r, raw.get("support"), base, stages)
     return Deployment(
         name=name,

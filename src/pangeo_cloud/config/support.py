@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pangeo_cloud.config.errors import ConfigError
+from pangeo_cloud.config.names import DNS_LABEL, MAX_RELEASE, gateway_fullname
 from pangeo_cloud.config.yamlpos import KeyPath
 
 if TYPE_CHECKING:
@@ -81,8 +82,6 @@ def read_support(
     """The `support:` key of deployment.yaml (None when absent); `reader` is model._Reader."""
     if raw is None:
         return None
-    from pangeo_cloud.config.model import _DNS_LABEL, MAX_RELEASE
-
     p: KeyPath = ("support",)
     reader.mapping(raw, p, _SUPPORT)
     if SUPPORT_TARGET in stages:
@@ -91,10 +90,10 @@ def read_support(
             f"a stage may not be named {SUPPORT_TARGET!r} when `support:` is set: commands "
             f"name the support release `DEPLOYMENT {SUPPORT_TARGET}`",
         )
-    release = reader.string(raw["release"], (*p, "release"), pattern=_DNS_LABEL)
+    release = reader.string(raw["release"], (*p, "release"), pattern=DNS_LABEL)
     if len(release) > MAX_RELEASE:
         raise reader.doc.error((*p, "release"), f"Helm release names are at most {MAX_RELEASE}")
-    namespace = reader.string(raw["namespace"], (*p, "namespace"), pattern=_DNS_LABEL)
+    namespace = reader.string(raw["namespace"], (*p, "namespace"), pattern=DNS_LABEL)
     login = reader.string(raw["loginStage"], (*p, "loginStage"))
     if login not in stages:
         raise reader.doc.error(
@@ -167,8 +166,6 @@ def prometheus_url(support: SupportRelease) -> str:
 
 def scrape_targets(deployment: Deployment) -> dict[str, dict[str, str]]:
     """Stage -> its hub and dask-gateway API addresses (host:port) in the cluster."""
-    from pangeo_cloud.config.wiring import gateway_fullname
-
     return {
         name: {
             "namespace": st.namespace,
@@ -263,30 +260,3 @@ def support_wiring(deployment: Deployment, support: SupportRelease) -> dict[str,
             },
         },
     }
-
-
-def support_layers(
-    deployment: Deployment,
-    *,
-    paths: Any = None,
-    decrypt: Any = None,
-    secret_problems: list[ConfigError] | None = None,
-) -> list[Any]:
-    """The support release's ordered values layers (module docstring)."""
-    from pangeo_cloud.config.layering import Layer, _load_layer, _secrets_layer
-    from pangeo_cloud.config.paths import Paths
-
-    paths = paths or Paths.discover()
-    support = require_support(deployment)
-    layers = [_load_layer(paths.support_chart / "values.yaml", "support chart defaults")]
-    layers.append(
-        Layer(
-            name="generated: support wiring (scrape targets, names, Grafana login)",
-            data=support_wiring(deployment, support),
-        )
-    )
-    for file in support.values_files:
-        layers.append(_load_layer(file, f"values: {file.name}"))
-    for file in support.secrets_files:
-        layers.append(_secrets_layer(file, decrypt, secret_problems))
-    return layers

@@ -256,6 +256,7 @@ def hub_problems(values: dict[str, Any]) -> list[Problem]:
 def gateway_problems(values: dict[str, Any]) -> list[Problem]:
     """The config our gateway hook sets, against dask-gateway-server's classes."""
     classes = gateway_classes()
+    # The gateway's packages are optional for the CLI: without them this check is skipped.
     try:
         from traitlets.config import Config
 

@@ -22,15 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 from pangeo_cloud.config.model import Stage
+from pangeo_cloud.config.names import gateway_fullname
 
-GATEWAY_CHART = "dask-gateway"
 GATEWAY_PREFIX = "/services/dask-gateway"
-
-
-def gateway_fullname(release: str) -> str:
-    """The dask-gateway chart's fullname helper: <release>-dask-gateway, or the
-    release itself when it already contains the chart name."""
-    return release if GATEWAY_CHART in release else f"{release}-{GATEWAY_CHART}"
 
 
 def _mapping(value: Any, *keys: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from pangeo_cloud.config import Deployment, Paths
+from pangeo_cloud.config import Target
 from pangeo_cloud.config.layering import SOPS_MASK, Layer, merge_all, values_layers
 from pangeo_cloud.deploy import cluster, helm
 from pangeo_cloud.deploy.sops import SopsDecryptor
@@ -60,7 +60,7 @@ def sops_values(layers: Iterable[Layer]) -> set[str]:
                 found.add(text)
 
     for layer in layers:
-        if layer.name.startswith("secrets:"):
+        if layer.kind == "secrets":
             walk({k: v for k, v in layer.data.items() if k != "sops"})
     return found
 
@@ -171,28 +171,26 @@ def live_manifest(release: str, namespace: str, kube_context: str | None) -> str
 
 
 def render_stage(
-    deployment: Deployment,
-    stage_name: str,
-    paths: Paths,
+    target: Target,
     layers: list[Layer],
     *,
     server: bool,
     is_upgrade: bool,
 ) -> tuple[str, helm.ChartView]:
     """`helm template` with the deploy's values (written 0600 to a private temp dir)."""
-    stage = deployment.stage(stage_name)
+    stage = target.stage
     extra = [*cluster.helm_context_args(stage.kube_context)]
     if server:
         extra.append("--dry-run=server")
     if is_upgrade:
         extra.append("--is-upgrade")
-    with helm.chart_view(paths.chart) as view:
+    with helm.chart_view(target.paths.chart) as view:
         stream = helm.template(
             view,
             merge_all(layers),
             release=stage.release,
             namespace=stage.namespace,
-            kube_version=None if server else deployment.kubernetes_version,
+            kube_version=None if server else target.deployment.kubernetes_version,
             # `helm get manifest` holds no CRDs either: compare like with like.
             include_crds=False,
             extra_args=extra,
@@ -201,24 +199,20 @@ def render_stage(
 
 
 def diff_stage(
-    deployment: Deployment,
-    stage_name: str,
-    paths: Paths,
+    target: Target,
     *,
     decrypt: bool = True,
     decryptor: SopsDecryptor | None = None,
 ) -> DiffResult:
     """Diff one stage's rendered manifests against its live release."""
-    stage = deployment.stage(stage_name)
+    stage = target.stage
     find_tool("helm")
     cluster.check_with_helm(stage.namespace, stage.kube_context)
     decryptor = decryptor or (SopsDecryptor() if decrypt else None)
     try:
-        layers = values_layers(deployment, stage, paths=paths, decrypt=decryptor)
+        layers = values_layers(target.deployment, stage, paths=target.paths, decrypt=decryptor)
         live = live_manifest(stage.release, stage.namespace, stage.kube_context)
-        stream, view = render_stage(
-            deployment, stage_name, paths, layers, server=True, is_upgrade=live is not None
-        )
+        stream, view = render_stage(target, layers, server=True, is_upgrade=live is not None)
         text, changed = unified_diff(
             objects(stream, stage.namespace),
             objects(live or "", stage.namespace),

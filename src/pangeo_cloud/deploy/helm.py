@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from pangeo_cloud.config.layering import merge
+from pangeo_cloud.config.model import Stage
 from pangeo_cloud.deploy.sops import plaintext_dir
 from pangeo_cloud.deploy.tools import ToolError, find_tool, run
 
@@ -139,3 +141,23 @@ def template(
 def split_manifests(stream: str) -> list[dict[str, Any]]:
     """The non-empty documents of a rendered YAML stream."""
     return [doc for doc in yaml.safe_load_all(stream) if doc]
+
+
+def render_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Merged values plus the pinned generated secrets (rendering only, never deploying)."""
+    return merge(values, RENDER_PINNED_VALUES)
+
+
+def render(
+    chart: Path, stage: Stage, kube_version: str, values: dict[str, Any]
+) -> tuple[str, ChartView]:
+    """The offline `helm template` of one stage; returns the stream and the chart view used."""
+    with chart_view(chart) as view:
+        stream = template(
+            view,
+            render_values(values),
+            release=stage.release,
+            namespace=stage.namespace,
+            kube_version=kube_version,
+        )
+    return stream, view

@@ -29,17 +29,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pangeo_cloud.config import Deployment, Paths
+from pangeo_cloud.config import Paths, Target
 from pangeo_cloud.deploy.pass_tags import DEPLOY_TAGGER, pass_problem, read_tag
 from pangeo_cloud.deploy.plan import git, load_all, plan_changes
 from pangeo_cloud.deploy.tools import ToolError
+from pangeo_cloud.errors import PangeoError
 
 TAG_PREFIX = "passed"
 # How many earlier passes to compare against when the commit itself has none.
 MAX_CANDIDATES = 50
 
 
-class PromotionError(ToolError):
+class PromotionError(PangeoError):
     """A stage's `requires:` rule is not met; the message is one line."""
 
 
@@ -176,38 +177,36 @@ def uncommitted_changes(repo: Path, paths: Paths, deployment: str, stages: list[
 
 
 def check_promotion(
-    deployment: Deployment,
-    stage: str,
-    paths: Paths,
+    target: Target,
     *,
     repo: Path | None = None,
     rev: str = "HEAD",
     tagger: str = DEPLOY_TAGGER,
 ) -> PassRecord | None:
-    """Raise PromotionError unless `rev` may be deployed to `stage` (None: no rule)."""
-    required = deployment.stage(stage).requires
+    """Raise PromotionError unless `rev` may be deployed to the target (None: no rule)."""
+    deployment, stage, paths = target.deployment, target.stage.name, target.paths
+    required = target.stage.requires
     if required is None:
         return None
     repo = repo or paths.root
-    target = f"{deployment.name}/{stage}"
     try:
         sha = resolve(repo, rev)
     except ToolError as exc:
         raise PromotionError(
-            f"{target} requires a commit that passed {required}, but the "
+            f"{target.name} requires a commit that passed {required}, but the "
             f"commit cannot be determined: {exc}"
         ) from None
     dirty = uncommitted_changes(repo, paths, deployment.name, [stage, required])
     if dirty:
         raise PromotionError(
-            f"{target} deploys only committed changes that passed {required}; uncommitted: "
+            f"{target.name} deploys only committed changes that passed {required}; uncommitted: "
             + ", ".join(dirty[:5])
             + (" ..." if len(dirty) > 5 else "")
         )
     record = find_pass(repo, paths, deployment.name, required, sha, tagger=tagger)
     if record is None:
         raise PromotionError(
-            f"refusing to deploy {target}: commit {sha[:12]} has not passed "
+            f"refusing to deploy {target.name}: commit {sha[:12]} has not passed "
             f"{deployment.name}/{required} (no tag {tag_name(deployment.name, required, sha)} "
             "and no earlier real pass with the same inputs); deploy and health-check "
             f"{required} first"

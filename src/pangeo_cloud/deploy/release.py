@@ -16,46 +16,46 @@ stops the deploy before anything in the cluster changes:
 8. ``upgrade``: ``helm upgrade --install --atomic --wait``; on failure helm rolls
    the release back.
 
-The values files passed to helm follow the layer order of
-:mod:`pangeo_cloud.config.layering` exactly (after the chart's own values.yaml):
-the generated stage wiring, the stage's values files, its decrypted secrets
-files, then the generated gateway-hooks layer. Generated and decrypted layers
-are 0600 files in a private temporary directory removed on every exit path
+The plan (steps, commands and values files, in layer order) comes from
+:mod:`pangeo_cloud.deploy.releaseplan`. Generated and decrypted layers are 0600
+files in a private temporary directory removed on every exit path
 (:func:`pangeo_cloud.deploy.sops.plaintext_dir`). ``dry_run`` prints the whole
 plan without keys and without touching a cluster.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
 import signal
 import subprocess
 import tarfile
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from pangeo_cloud.config import ConfigError, Deployment, Paths
+from pangeo_cloud.config import ConfigError, Target
 from pangeo_cloud.config.layering import Layer, values_layers
 from pangeo_cloud.config.model import Stage
 from pangeo_cloud.config.recipients import recipient_problems
 from pangeo_cloud.deploy import cluster
-from pangeo_cloud.deploy.promotion import check_promotion
-from pangeo_cloud.deploy.sops import SopsDecryptor, plaintext_dir, temp_name
+from pangeo_cloud.deploy.promotion import PromotionError, check_promotion
+from pangeo_cloud.deploy.releaseplan import (
+    DEFAULT_TIMEOUT,
+    STEPS,
+    DeployPlan,
+    build_plan,
+    subchart_archive,
+)
+from pangeo_cloud.deploy.sops import SopsDecryptor, plaintext_dir
 from pangeo_cloud.deploy.tools import ToolError, find_tool, last_line
+from pangeo_cloud.deploy.validate import validate_stage
+from pangeo_cloud.errors import PangeoError
 
-DEFAULT_TIMEOUT = "10m"
 # How long to let helm finish (and roll back) after we are interrupted.
 INTERRUPT_GRACE = 300
-TMP = "<tmp>"  # the private temporary directory, in printed plans
 
-STEPS = ("validate", "promotion", "tools", "decrypt", "cluster", "dependencies", "crds", "upgrade")
 # What a failure at each step leaves behind in the cluster.
 AFTERMATH = {
     "crds": "the release is unchanged; some CRDs may have been updated",
@@ -65,142 +65,13 @@ AFTERMATH = {
 NOTHING_CHANGED = "nothing in the cluster was changed"
 
 
-class DeployError(ToolError):
+class DeployError(PangeoError):
     """A deploy step failed; the message is one line naming the step."""
 
     def __init__(self, target: str, step: str, detail: str) -> None:
         self.step = step
         aftermath = AFTERMATH.get(step, NOTHING_CHANGED)
         super().__init__(f"deploy {target} failed at step '{step}': {detail}; {aftermath}")
-
-
-@dataclass
-class ValuesFile:
-    """One `-f` file of the upgrade, in order."""
-
-    label: str
-    kind: str  # "generated" | "values" | "secrets"
-    source: Path | None = None  # the repository file (secrets: the encrypted one)
-    path: Path | None = None  # what helm reads (None in a dry run for temp files)
-    data: dict[str, Any] | None = None  # generated layers only
-
-
-@dataclass
-class Step:
-    name: str
-    summary: str
-    command: list[str] | None = None
-
-
-@dataclass
-class DeployPlan:
-    """The steps and values files of one stage's deploy."""
-
-    deployment: Deployment
-    stage: Stage
-    paths: Paths
-    values: list[ValuesFile]
-    steps: list[Step] = field(default_factory=list)
-    tmp: Path | None = None
-
-    @property
-    def target(self) -> str:
-        return f"{self.deployment.name}/{self.stage.name}"
-
-    def show(self, arg: str) -> str:
-        """An argument for people: repository paths relative, the temp dir as <tmp>."""
-        if self.tmp is not None and arg.startswith(str(self.tmp)):
-            arg = TMP + arg[len(str(self.tmp)) :]
-        root = str(self.paths.root) + os.sep
-        if arg.startswith(root):
-            arg = arg[len(root) :]
-        return arg
-
-    def show_command(self, command: list[str]) -> str:
-        return shlex.join([Path(command[0]).name, *(self.show(a) for a in command[1:])])
-
-    def step(self, name: str) -> Step:
-        return next(s for s in self.steps if s.name == name)
-
-    def format(self) -> str:
-        st = self.stage
-        lines = [
-            f"Deploy plan for {self.target}: release {st.release}, namespace {st.namespace}, "
-            f"kube context {st.kube_context or '(current)'}",
-            "",
-            "Steps:",
-        ]
-        for index, step in enumerate(self.steps, 1):
-            lines.append(f"  {index}. {step.name:<12} {step.summary}")
-            if step.command:
-                lines.append(f"     $ {self.show_command(step.command)}")
-        lines += ["", "Values files, lowest first (after the chart's own values.yaml):"]
-        for index, vf in enumerate(self.values, 1):
-            where = self.show(str(vf.path)) if vf.path else f"{TMP}/{self._temp_name(vf)}"
-            origin = (
-                f" (decrypted from {self.show(str(vf.source))})" if vf.kind == "secrets" else ""
-            )
-            lines.append(f"  {index}. {where}  [{vf.label}]{origin}")
-        lines.append(
-            f"\n{TMP}: a private (0700) temporary directory, removed when the "
-            "deploy ends; decrypted files in it are 0600."
-        )
-        return "\n".join(lines)
-
-    def _temp_name(self, vf: ValuesFile) -> str:
-        index = self.values.index(vf)
-        if vf.kind == "secrets" and vf.source is not None:
-            return f"{index:02d}-{temp_name(vf.source)}"
-        words = vf.label.split(":", 1)[-1].split("(")[0].split()
-        slug = "-".join(words).replace("/", "-") or "layer"
-        return f"{index:02d}-generated-{slug}.yaml"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "release": self.stage.release,
-            "namespace": self.stage.namespace,
-            "steps": [
-                {
-                    "name": s.name,
-                    "summary": s.summary,
-                    "command": [self.show(a) for a in s.command] if s.command else None,
-                }
-                for s in self.steps
-            ],
-            "values": [
-                {
-                    "label": v.label,
-                    "kind": v.kind,
-                    "file": self.show(str(v.path)) if v.path else f"{TMP}/{self._temp_name(v)}",
-                    "source": self.show(str(v.source)) if v.source else None,
-                }
-                for v in self.values
-            ],
-        }
-
-
-def _values_files(layers: list[Layer], stage: Stage) -> list[ValuesFile]:
-    """The layers after the chart's values.yaml, as helm -f files (see module docs)."""
-    secrets = {Path(f).resolve() for f in stage.secrets_files}
-    out = []
-    for layer in layers[1:]:
-        if layer.path is None:
-            out.append(ValuesFile(layer.name, "generated", data=layer.data))
-        elif layer.path.resolve() in secrets:
-            out.append(ValuesFile(layer.name, "secrets", source=layer.path))
-        else:
-            out.append(ValuesFile(layer.name, "values", source=layer.path, path=layer.path))
-    return out
-
-
-def subchart_archive(paths: Paths, name: str = "dask-gateway") -> Path:
-    """charts/<name>-<version>.tgz as `helm dependency build` writes it."""
-    meta = yaml.safe_load((paths.chart / "Chart.yaml").read_text())
-    for dep in meta.get("dependencies") or []:
-        if dep["name"] == name:
-            return paths.chart / "charts" / f"{name}-{dep['version']}.tgz"
-    raise ToolError(f"{paths.chart / 'Chart.yaml'} has no dependency {name!r}")
 
 
 def extract_crds(archive: Path, dest: Path) -> Path:
@@ -231,115 +102,6 @@ def extract_crds(archive: Path, dest: Path) -> Path:
     if not count:
         raise ToolError(f"{archive} holds no crds/*.yaml")
     return dest
-
-
-def build_plan(
-    deployment: Deployment,
-    stage: Stage,
-    paths: Paths,
-    layers: list[Layer],
-    *,
-    tmp: Path | None = None,
-    timeout: str = DEFAULT_TIMEOUT,
-    dependency_build: bool = True,
-    extra_values: tuple[Path, ...] = (),
-) -> DeployPlan:
-    """The plan; with `tmp` None, temp files are placeholders (a dry run).
-
-    `extra_values` go last and are not validated: for throw-away test clusters
-    (CI's kind cluster), never for a stage's real values.
-    """
-    plan = DeployPlan(deployment, stage, paths, _values_files(layers, stage), tmp=tmp)
-    for extra in extra_values:
-        extra = Path(extra).resolve()
-        plan.values.append(
-            ValuesFile(f"extra: {extra.name} (not validated)", "values", extra, extra)
-        )
-    base = tmp or Path(TMP)
-    for vf in plan.values:
-        if vf.kind != "values" and tmp is not None:
-            vf.path = tmp / plan._temp_name(vf)
-    files = [str(vf.path or base / plan._temp_name(vf)) for vf in plan.values]
-
-    def tool(name: str) -> str:
-        try:
-            return find_tool(name)
-        except ToolError:
-            return name  # a dry run needs no tools; the `tools` step reports them
-
-    helm, kubectl = tool("helm"), tool("kubectl")
-    chart = str(paths.chart)
-    archive = subchart_archive(paths)
-    crds = base / "crds"
-    needed = ["helm", "kubectl"] + (["sops"] if stage.secrets_files else [])
-    plan.steps = [
-        Step("validate", f"every check of `pangeo-cloud validate {plan.target}`"),
-        Step(
-            "promotion",
-            f"the commit passed {stage.requires}"
-            if stage.requires
-            else "no `requires:` for this stage",
-        ),
-        Step("tools", ", ".join(needed) + " present"),
-        Step(
-            "decrypt",
-            f"sops decrypts {len(stage.secrets_files)} secrets file(s) in memory"
-            if stage.secrets_files
-            else "no secrets files",
-        ),
-        Step(
-            "cluster",
-            "the cluster answers (read-only)",
-            [
-                kubectl,
-                "version",
-                "--output=json",
-                *cluster.kubectl_context_args(stage.kube_context),
-            ],
-        ),
-        Step(
-            "dependencies",
-            "fetch the pinned subcharts into charts/",
-            [helm, "dependency", "build", chart] if dependency_build else None,
-        ),
-        Step(
-            "crds",
-            f"apply the dask-gateway CRDs from {plan.show(str(archive))}",
-            [
-                kubectl,
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=pangeo-cloud",
-                *cluster.kubectl_context_args(stage.kube_context),
-                "-f",
-                f"{crds}/",
-            ],
-        ),
-        Step(
-            "upgrade",
-            "install or upgrade the release; roll back on failure",
-            [
-                helm,
-                "upgrade",
-                "--install",
-                stage.release,
-                chart,
-                "--namespace",
-                stage.namespace,
-                "--create-namespace",
-                *[arg for file in files for arg in ("-f", file)],
-                "--atomic",
-                "--wait",
-                "--timeout",
-                timeout,
-                *cluster.helm_context_args(stage.kube_context),
-            ],
-        ),
-    ]
-    if not dependency_build:
-        plan.step("dependencies").summary = "skipped: use the subcharts already in charts/"
-    return plan
 
 
 def run_forwarding_signals(args: list[str], timeout: float | None = None) -> tuple[int, str]:
@@ -373,24 +135,18 @@ def run_forwarding_signals(args: list[str], timeout: float | None = None) -> tup
 Printer = Callable[[str], None]
 
 
-def _check_validate(plan: DeployPlan, upstream_dir: str | None) -> None:
-    from pangeo_cloud.validate import validate_stage
-
-    results = validate_stage(
-        plan.deployment, plan.stage.name, plan.paths, upstream_dir=upstream_dir
-    )
+def _check_validate(target: Target, layers: list[Layer], upstream_dir: str | None) -> None:
+    results = validate_stage(target, upstream_dir=upstream_dir, layers=layers)
     failed = [r for r in results if not r.ok]
     if failed:
         first = failed[0]
         detail = f"{first.check}: {first.errors[0] if first.errors else 'failed'}"
         more = f" (+{len(failed) - 1} more failed checks)" if len(failed) > 1 else ""
-        raise DeployError(plan.target, "validate", detail + more)
+        raise DeployError(target.name, "validate", detail + more)
 
 
 def dry_run(
-    deployment: Deployment,
-    stage_name: str,
-    paths: Paths,
+    target: Target,
     *,
     out: Printer = print,
     upstream_dir: str | None = None,
@@ -400,13 +156,10 @@ def dry_run(
     extra_values: tuple[Path, ...] = (),
 ) -> DeployPlan:
     """Print the plan, then run the checks that need neither keys nor a cluster."""
-    stage = deployment.stage(stage_name)
-    layers = values_layers(deployment, stage, paths=paths)
+    masked = values_layers(target.deployment, target.stage, paths=target.paths)
     plan = build_plan(
-        deployment,
-        stage,
-        paths,
-        layers,
+        target,
+        masked,
         timeout=timeout,
         dependency_build=dependency_build,
         extra_values=extra_values,
@@ -414,12 +167,12 @@ def dry_run(
     out(plan.format())
     if checks:
         out("")
-        _check_validate(plan, upstream_dir)
+        _check_validate(target, masked, upstream_dir)
         out("check validate: ok")
         try:
-            record = check_promotion(deployment, stage.name, paths)
-        except ToolError as exc:
-            raise DeployError(plan.target, "promotion", str(exc)) from None
+            record = check_promotion(target)
+        except (PromotionError, ToolError) as exc:
+            raise DeployError(target.name, "promotion", str(exc)) from None
         out(f"check promotion: {'ok, ' + record.describe() if record else 'no rule'}")
     out("dry run: nothing was decrypted and no cluster was contacted")
     return plan
@@ -432,9 +185,7 @@ def _recipients_hint(stage: Stage) -> str:
 
 
 def deploy(
-    deployment: Deployment,
-    stage_name: str,
-    paths: Paths,
+    target: Target,
     *,
     out: Printer = print,
     upstream_dir: str | None = None,
@@ -444,8 +195,7 @@ def deploy(
     extra_values: tuple[Path, ...] = (),
 ) -> DeployPlan:
     """Run every step (see the module docstring); raise DeployError naming the step."""
-    stage = deployment.stage(stage_name)
-    target = f"{deployment.name}/{stage.name}"
+    deployment, stage, paths = target.deployment, target.stage, target.paths
     total = len(STEPS)
     counter = iter(range(1, total + 1))
     plan: DeployPlan | None = None
@@ -457,18 +207,18 @@ def deploy(
     def done(t0: float, note: str = "") -> None:
         out(f"      ok ({time.monotonic() - t0:.1f}s){': ' + note if note else ''}")
 
-    # 1. validate (masked secrets, as in CI)
+    # 1. validate (masked secrets, as in CI; the layers are built once)
     masked = values_layers(deployment, stage, paths=paths)
-    preview = build_plan(deployment, stage, paths, masked, dependency_build=dependency_build)
+    preview = build_plan(target, masked, dependency_build=dependency_build)
     t0 = begin("validate", preview.step("validate").summary)
-    _check_validate(preview, upstream_dir)
+    _check_validate(target, masked, upstream_dir)
     done(t0)
     # 2. promotion
     t0 = begin("promotion", preview.step("promotion").summary)
     try:
-        record = check_promotion(deployment, stage.name, paths)
-    except ToolError as exc:
-        raise DeployError(target, "promotion", str(exc)) from None
+        record = check_promotion(target)
+    except (PromotionError, ToolError) as exc:
+        raise DeployError(target.name, "promotion", str(exc)) from None
     done(t0, record.describe() if record else "")
     # 3. tools
     t0 = begin("tools", preview.step("tools").summary)
@@ -476,7 +226,7 @@ def deploy(
         for name in ("helm", "kubectl", *(["sops"] if stage.secrets_files else [])):
             find_tool(name)
     except ToolError as exc:
-        raise DeployError(target, "tools", str(exc)) from None
+        raise DeployError(target.name, "tools", str(exc)) from None
     done(t0)
     # 4. decrypt (in memory)
     t0 = begin("decrypt", preview.step("decrypt").summary)
@@ -484,21 +234,19 @@ def deploy(
     try:
         layers = values_layers(deployment, stage, paths=paths, decrypt=decryptor)
     except (ToolError, ConfigError) as exc:
-        raise DeployError(target, "decrypt", str(exc) + _recipients_hint(stage)) from None
+        raise DeployError(target.name, "decrypt", str(exc) + _recipients_hint(stage)) from None
     done(t0)
     # 5. cluster (read-only)
     t0 = begin("cluster", preview.step("cluster").summary)
     try:
         cluster.check_with_kubectl(stage.kube_context)
     except ToolError as exc:
-        raise DeployError(target, "cluster", str(exc)) from None
+        raise DeployError(target.name, "cluster", str(exc)) from None
     done(t0)
     try:
         with plaintext_dir("pangeo-deploy-") as tmp:
             plan = build_plan(
-                deployment,
-                stage,
-                paths,
+                target,
                 layers,
                 tmp=tmp.path,
                 timeout=timeout,
@@ -513,7 +261,7 @@ def deploy(
             _run_cluster_steps(plan, begin, done)
     finally:
         decryptor.clear()
-    out(f"deployed {target}: release {stage.release} in namespace {stage.namespace}")
+    out(f"deployed {target.name}: release {stage.release} in namespace {stage.namespace}")
     return plan
 
 

@@ -1,31 +1,27 @@
-"""Finding and running external tools (helm, sops, ...) with clear failures."""
+"""Finding and running external tools (helm, sops, ...) with clear failures.
+
+Tools are looked up on $PATH, then in the tool cache (:mod:`pangeo_cloud.toolcache`).
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from pangeo_cloud.errors import PangeoError
+from pangeo_cloud.toolcache import find, tools_dir
 
-class ToolError(RuntimeError):
+
+class ToolError(PangeoError):
     """An external tool is missing or failed; the message is one clear line."""
-
-
-def tools_dir() -> Path:
-    """Where scripts/install-go-tools.sh builds helm, sops and friends."""
-    return Path(os.environ.get("PANGEO_TOOLS_DIR", Path.home() / ".cache" / "pangeo-cloud" / "bin"))
 
 
 def find_tool(name: str) -> str:
     """The path of `name`: $PATH first, then the project's tool cache."""
-    found = shutil.which(name)
+    found = find(name)
     if found:
         return found
-    candidate = tools_dir() / name
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
     raise ToolError(
         f"`{name}` not found on PATH or in {tools_dir()}; run scripts/install-go-tools.sh "
         "(or `make tools`) to build it"

@@ -22,6 +22,7 @@ each other.
 - :mod:`.config`: wires it all into a traitlets ``Config`` (options, commands,
   defaults, JupyterHub authentication restricted to the ``dask-gateway``
   service's access scope).
+- :mod:`.usage`: what a user's clusters use and what their limits still allow.
 - :mod:`.backend`: the backend subclass behaviour (per-user limits over all of
   a user's clusters, clusters stopped with their owner's server unless kept,
   the admin cluster API) and ``PangeoLocalBackend``; :mod:`.kube` holds

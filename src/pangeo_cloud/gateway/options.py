@@ -33,7 +33,7 @@ class _BoundsMessage:
 
     hint_max = ""
 
-    def validate(self, x):  # noqa: ANN001, ANN201 - dask_gateway_server API
+    def validate(self, x):  # dask_gateway_server API
         value = self._check_type(x)
         if self.min is not None and value < self.min:
             raise ValueError(f"{self.field} must be >= {self.min:g}, got {x!r}")
@@ -45,7 +45,7 @@ class _BoundsMessage:
 class BoundedInteger(_BoundsMessage, Integer):
     """An integer option with readable bounds errors."""
 
-    def _check_type(self, x):  # noqa: ANN001, ANN202
+    def _check_type(self, x):
         if not isinstance(x, int) or isinstance(x, bool):
             raise TypeError(f"{self.field} must be an integer, got {x!r}")
         return x
@@ -54,7 +54,7 @@ class BoundedInteger(_BoundsMessage, Integer):
 class BoundedFloat(_BoundsMessage, Float):
     """A float option with readable bounds errors (ints are accepted)."""
 
-    def _check_type(self, x):  # noqa: ANN001, ANN202
+    def _check_type(self, x):
         if isinstance(x, bool) or not isinstance(x, int | float):
             raise TypeError(f"{self.field} must be a number, got {x!r}")
         return float(x)
@@ -157,7 +157,7 @@ def make_options(
             "idle_timeout", default=0.0, min=0.0, label="Idle timeout (seconds, 0 = none)"
         )
 
-    def handler(options, user):  # noqa: ANN001, ANN202 - dask_gateway_server API
+    def handler(options, user):  # dask_gateway_server API
         return cluster_overrides(policy, backend, options, user, base_environment)
 
     return Options(

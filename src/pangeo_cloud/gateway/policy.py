@@ -229,7 +229,7 @@ class Policy:
             server_check_seconds=check,
         )
 
-    def _chosen(self, groups, keys: tuple[str, ...], defaults: dict[str, Any]) -> dict[str, Any]:  # noqa: ANN001
+    def _chosen(self, groups, keys: tuple[str, ...], defaults: dict[str, Any]) -> dict[str, Any]:
         """For each key: the user's groups that set it replace the default; most generous wins."""
         member = [self.group_limits[g] for g in sorted(set(groups)) if g in self.group_limits]
         chosen = {}
@@ -238,7 +238,7 @@ class Policy:
             chosen[key] = _most_generous(values) if values else defaults[key]
         return chosen
 
-    def user_limits_for(self, groups) -> UserLimits:  # noqa: ANN001 - any iterable of names
+    def user_limits_for(self, groups) -> UserLimits:  # any iterable of names
         """The per-user totals for a member of `groups` (as :meth:`limits_for`)."""
         u = self.user_limits
         defaults = {
@@ -255,7 +255,7 @@ class Policy:
             workers=chosen["userMaxWorkers"],
         )
 
-    def limits_for(self, groups) -> Limits:  # noqa: ANN001 - any iterable of names
+    def limits_for(self, groups) -> Limits:  # any iterable of names
         """The caps for a member of `groups`.
 
         For each cap, the groups of the user that set it replace the default, and

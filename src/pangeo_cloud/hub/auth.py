@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pangeo_cloud.hub.errors import HubConfigError
 from pangeo_cloud.hub.service_users import DEFAULT_ISSUERS, issuer_tokens, ticket_issuer
 
 # The error template for 403 responses. JupyterHub looks for "<status>.html"
@@ -183,8 +184,6 @@ def configure_auth(c: Any, get_config: Callable[..., Any], auth: dict[str, Any])
     admin_teams = set(auth.get("adminTeams") or [])
     bad = sorted(t for t in admin_teams if ":" not in t)
     if bad:
-        from pangeo_cloud.hub.config import HubConfigError
-
         raise HubConfigError(
             "jupyterhub.custom.pangeo.auth.adminTeams entries must be org:team-slug, got "
             + ", ".join(repr(t) for t in bad)

@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pangeo_cloud.scratch import ScratchConfigError, check_scratch_settings
+from pangeo_cloud.hub.auth import configure_auth
+from pangeo_cloud.hub.errors import CONFIG_ERRORS, HubConfigError
+from pangeo_cloud.hub.profiles import configure_profiles
+from pangeo_cloud.hub.spawn import configure_spawn
+from pangeo_cloud.scratch import check_scratch_settings
 
-
-class HubConfigError(ValueError):
-    """The values cannot make a working hub; the message names the key."""
-
-
-CONFIG_ERRORS = (HubConfigError, ScratchConfigError)
+# Re-exported: the entry script and tests catch them by this module's names.
+__all__ = ["CONFIG_ERRORS", "HubConfigError", "configure", "settings"]
 
 
 def settings(get_config: Callable[..., Any]) -> dict[str, Any]:
@@ -36,10 +36,6 @@ def settings(get_config: Callable[..., Any]) -> dict[str, Any]:
 
 def configure(c: Any, get_config: Callable[..., Any]) -> None:
     """Apply scratch env, GitHub team login, refusal page and profile rules to ``c``."""
-    from pangeo_cloud.hub.auth import configure_auth
-    from pangeo_cloud.hub.profiles import configure_profiles
-    from pangeo_cloud.hub.spawn import configure_spawn
-
     pangeo = settings(get_config)
     scratch = pangeo.get("scratch") or {}
     check_scratch_settings(scratch)  # raises ScratchConfigError: the hub must not start

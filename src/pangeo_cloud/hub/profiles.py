@@ -30,9 +30,14 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
+
+from tornado import web
+
+from pangeo_cloud.hub.errors import HubConfigError
 
 GROUPS_KEY = "allowed_groups"
 
@@ -148,8 +153,6 @@ def apply_user_options_for(
     """``Spawner.apply_user_options``: refuse (HTTP 400) a profile not offered."""
 
     async def pangeo_apply_user_options(spawner: Any, user_options: dict[str, Any]) -> None:
-        from tornado import web
-
         try:
             check_profile(
                 _selected_slug(user_options), offered_profiles(profile_list, user_groups(spawner))
@@ -175,10 +178,11 @@ def refuse_in_api(profile_list: list[dict[str, Any]]) -> bool:
     no ``UserServerAPIHandler`` in ``jupyterhub.apihandlers.default_handlers``;
     the refusal then still happens, inside the spawn.
     """
+    # Imported here, not at the top: jupyterhub.apihandlers pulls in the hub's whole
+    # web application, which only this wiring step needs.
     from jupyterhub import apihandlers
     from jupyterhub.apihandlers.users import UserServerAPIHandler
     from jupyterhub.scopes import needs_scope
-    from tornado import web
 
     class ProfileCheckingServerAPIHandler(UserServerAPIHandler):
         """JupyterHub's handler, refusing a profile not offered with 400 first."""
@@ -219,8 +223,6 @@ def configure_profiles(c: Any, get_config: Callable[..., Any]) -> None:
         if groups is not None and (
             not isinstance(groups, list) or not all(isinstance(g, str) for g in groups)
         ):
-            from pangeo_cloud.hub.config import HubConfigError
-
             raise HubConfigError(
                 f"jupyterhub.singleuser.profileList[{i}].{GROUPS_KEY} must be a list of "
                 f"group names (org:team-slug), got {groups!r}"
@@ -228,8 +230,6 @@ def configure_profiles(c: Any, get_config: Callable[..., Any]) -> None:
     c.KubeSpawner.profile_list = profile_list_for(profile_list)
     c.KubeSpawner.options_from_form = options_from_form_for(profile_list)
     if not refuse_in_api(profile_list):
-        import logging
-
         logging.getLogger("pangeo_cloud").warning(
             "JupyterHub's server API handler was not found: a profile not offered is "
             "refused inside the spawn (202, then a failed server), not with 400"
@@ -240,8 +240,6 @@ def configure_profiles(c: Any, get_config: Callable[..., Any]) -> None:
     elif previous is None:
         c.Spawner.apply_user_options = apply_user_options_for(profile_list)
     else:
-        from pangeo_cloud.hub.config import HubConfigError
-
         raise HubConfigError(
             "Spawner.apply_user_options is already set to a mapping; pangeo-cloud "
             "needs it to check profiles, so set a callable instead"

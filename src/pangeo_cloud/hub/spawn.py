@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from pangeo_cloud.scratch import scratch_env
 
@@ -93,8 +94,6 @@ async def check_broker(scratch_settings: dict[str, Any]) -> None:
     (and must never fall back to anything wider), so the user gets a clear
     refusal instead. No broker configured: nothing to check.
     """
-    from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-
     url = ((scratch_settings or {}).get("broker") or {}).get("url")
     if not url:
         return

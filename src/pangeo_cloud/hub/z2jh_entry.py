@@ -16,7 +16,9 @@ namespace, where hub.extraConfig snippets run next.
 """
 
 
-def _pangeo_cloud_configure(c, get_config):  # noqa: ANN001 - z2jh globals
+def _pangeo_cloud_configure(c, get_config):
+    # Imports inside the function: z2jh exec()s this file in its shared namespace, and
+    # our package becomes importable only once the bundle below is installed.
     import os
     import sys
 

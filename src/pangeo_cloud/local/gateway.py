@@ -21,43 +21,40 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
+
+from traitlets.config import Config
+
+from pangeo_cloud.gateway.config import configure
+from pangeo_cloud.local.runinfo import RunInfo
 
 PREFIX = "/services/dask-gateway"
 
 
-def configure_local_gateway(c: Any, rt: dict[str, Any]) -> None:
-    """Configure ``c`` (a traitlets Config) for the runtime ``rt``."""
-    from pangeo_cloud.gateway.config import configure
-
-    data = Path(rt["data_dir"])
-    ports = rt["ports"]
-    settings = rt["values"]["jupyterhub"]["custom"]["pangeo"]
+def configure_local_gateway(c: Any, rt: RunInfo) -> None:
+    """Configure ``c`` (a traitlets Config) for the run ``rt``."""
+    data = rt.data_dir
+    ports = rt.ports
+    settings = rt.values["jupyterhub"]["custom"]["pangeo"]
     # Schedulers and workers reach the scratch store as notebooks do: the
     # options handler adds PANGEO_SCRATCH, the endpoint, the broker's AWS
     # config and a broker-only token of the cluster's owner. No store key here.
-    c.LocalClusterConfig.environment = {"PANGEO_LOCAL_RUN": rt["run_id"]}
+    c.LocalClusterConfig.environment = {"PANGEO_LOCAL_RUN": rt.run_id}
     configure(c, settings, backend="local")
     c.DaskGateway.address = f"127.0.0.1:{ports['gateway_api']}"
     c.Proxy.address = f"127.0.0.1:{ports['gateway']}"
     c.Proxy.tcp_address = f"127.0.0.1:{ports['gateway']}"
     c.Proxy.prefix = PREFIX
     c.UnsafeLocalBackend.clusters_directory = str(data / "gateway" / "clusters")
-    c.DaskGateway.log_level = rt.get("log_level", "INFO")
+    c.DaskGateway.log_level = rt.log_level
 
 
 def main(argv: list[str] | None = None) -> None:
-    import json
-
-    from traitlets.config import Config
-
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         sys.exit("usage: python -m pangeo_cloud.local.gateway RUNTIME_FILE")
-    with open(argv[0], encoding="utf-8") as f:
-        rt = json.load(f)
-    data = Path(rt["data_dir"])
+    rt = RunInfo.read(argv[0])
+    data = rt.data_dir
     (data / "gateway" / "clusters").mkdir(parents=True, exist_ok=True)
     # Own log file: the hub's log stays readable.
     log = os.open(data / "logs" / "gateway.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -65,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(log, 2)
     os.close(log)
 
+    # Imported once the output goes to the gateway's log: whatever the import prints lands there.
     from dask_gateway_server.app import DaskGateway
 
     c = Config()

@@ -21,7 +21,6 @@ already replaced with loopback addresses by the runtime before it wrote them.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from importlib.util import find_spec
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pangeo_cloud.hub.z2jh_values import apply_z2jh_values, values_get_config
+from pangeo_cloud.local.runinfo import RunInfo
 from pangeo_cloud.local.spawner import PangeoLocalSpawner
 
 SPAWNER = f"{PangeoLocalSpawner.__module__}.{PangeoLocalSpawner.__name__}"
@@ -64,11 +64,6 @@ SERVER_TOKEN_SCOPES = [
 ]
 
 
-def load_runtime(path: str | os.PathLike[str]) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def entry_script() -> Path:
     """src/pangeo_cloud/hub/z2jh_entry.py of the installed package."""
     spec = find_spec("pangeo_cloud.hub")
@@ -86,9 +81,9 @@ def run_entry(c: Any, get_config: Any) -> None:
     exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
 
 
-def apply_fixed(c: Any, rt: dict[str, Any]) -> None:
-    data = Path(rt["data_dir"])
-    ports = rt["ports"]
+def apply_fixed(c: Any, rt: RunInfo) -> None:
+    data = rt.data_dir
+    ports = rt.ports
     c.JupyterHub.ip = "127.0.0.1"
     c.JupyterHub.port = ports["public"]
     c.JupyterHub.hub_ip = "127.0.0.1"
@@ -99,43 +94,43 @@ def apply_fixed(c: Any, rt: dict[str, Any]) -> None:
     c.JupyterHub.cleanup_servers = True
     c.JupyterHub.cleanup_proxy = True
     c.ConfigurableHTTPProxy.should_start = True
-    c.ConfigurableHTTPProxy.command = [rt["chp"]]
+    c.ConfigurableHTTPProxy.command = [rt.chp]
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{ports['proxy_api']}"
-    c.ConfigurableHTTPProxy.auth_token = rt["proxy_auth_token"]
+    c.ConfigurableHTTPProxy.auth_token = rt.proxy_auth_token
     c.ConfigurableHTTPProxy.pid_file = str(data / "run" / "proxy.pid")
     c.JupyterHub.spawner_class = SPAWNER
     c.PangeoLocalSpawner.homes_directory = str(data / "homes")
-    bindir = os.path.dirname(rt["python"])
+    bindir = os.path.dirname(rt.python)
     c.PangeoLocalSpawner.cmd = [os.path.join(bindir, "jupyterhub-singleuser")]
     # Starts are queued (PangeoLocalSpawner.concurrent_starts): the timeout
     # covers the wait for a turn when many users start at once on 2 cores.
     c.Spawner.start_timeout = 900
     c.Spawner.http_timeout = 180
-    c.JupyterHub.log_level = rt.get("log_level", "INFO")
+    c.JupyterHub.log_level = rt.log_level
 
 
-def apply_login(c: Any, rt: dict[str, Any], get_config: Any) -> None:
-    github = rt.get("github")
+def apply_login(c: Any, rt: RunInfo, get_config: Any) -> None:
+    github = rt.github
     if github:
         c.JupyterHub.authenticator_class = "github"
-        c.GitHubOAuthenticator.client_id = github["client_id"]
-        c.GitHubOAuthenticator.client_secret = github["client_secret"]
+        c.GitHubOAuthenticator.client_id = github.client_id
+        c.GitHubOAuthenticator.client_secret = github.client_secret
         c.GitHubOAuthenticator.oauth_callback_url = (
-            f"http://127.0.0.1:{rt['ports']['public']}/hub/oauth_callback"
+            f"http://127.0.0.1:{rt.ports['public']}/hub/oauth_callback"
         )
-        if github.get("url"):
-            c.GitHubOAuthenticator.github_url = github["url"]
-        extra = list(github.get("allowed_organizations") or [])
+        if github.url:
+            c.GitHubOAuthenticator.github_url = github.url
+        extra = list(github.allowed_organizations)
         if extra:
             values = get_config("hub.config.GitHubOAuthenticator.allowed_organizations", []) or []
             c.GitHubOAuthenticator.allowed_organizations = set(values) | set(extra)
         return
-    passwords = rt["passwords"]
+    passwords = rt.passwords
     c.JupyterHub.authenticator_class = "shared-password"
-    c.SharedPasswordAuthenticator.user_password = passwords["user"]
+    c.SharedPasswordAuthenticator.user_password = passwords.user
     c.SharedPasswordAuthenticator.allow_all = True
     groups: dict[str, list[str]] = {}
-    for group, password in (passwords.get("groups") or {}).items():
+    for group, password in passwords.groups.items():
         groups.setdefault(password, []).append(group)
     if groups:
         c.SharedPasswordAuthenticator.password_groups = groups
@@ -153,45 +148,40 @@ def hand_to_local_spawner(c: Any) -> None:
         target.server_token_scopes = SERVER_TOKEN_SCOPES
 
 
-def apply_services(c: Any, rt: dict[str, Any]) -> None:
+def apply_services(c: Any, rt: RunInfo) -> None:
     """Make the gateway a hub-managed service (the hub starts and stops it)."""
     services = []
     for service in c.JupyterHub.services:
         service = dict(service)
         if service.get("name") == BROKER_SERVICE:
-            broker = rt["broker"]
+            broker = rt.broker
             service["command"] = [
-                rt["python"],
+                rt.python,
                 "-m",
                 "pangeo_cloud.broker.service",
                 "--config",
-                broker["config"],
+                broker.config,
                 "--log",
-                str(Path(rt["data_dir"]) / "logs" / "broker.log"),
+                str(rt.data_dir / "logs" / "broker.log"),
             ]
-            service["url"] = f"http://127.0.0.1:{rt['ports']['broker']}"
+            service["url"] = f"http://127.0.0.1:{rt.ports['broker']}"
             service["environment"] = {
-                "PANGEO_LOCAL_RUN": rt["run_id"],
+                "PANGEO_LOCAL_RUN": rt.run_id,
                 # The broker's own MinIO user (bucket-only policy), never the root key;
                 # no config files: nothing else may change its identity.
-                "AWS_ACCESS_KEY_ID": broker["access_key"],
-                "AWS_SECRET_ACCESS_KEY": broker["secret_key"],
+                "AWS_ACCESS_KEY_ID": broker.access_key,
+                "AWS_SECRET_ACCESS_KEY": broker.secret_key,
                 "AWS_CONFIG_FILE": os.devnull,
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             }
         elif service.get("name") == GATEWAY_SERVICE:
-            service["command"] = [
-                rt["python"],
-                "-m",
-                "pangeo_cloud.local.gateway",
-                rt["runtime_file"],
-            ]
-            service["url"] = f"http://127.0.0.1:{rt['ports']['gateway']}"
-            service["environment"] = {"PANGEO_LOCAL_RUN": rt["run_id"]}
-            service["cwd"] = str(Path(rt["data_dir"]) / "gateway")
+            service["command"] = [rt.python, "-m", "pangeo_cloud.local.gateway", rt.file]
+            service["url"] = f"http://127.0.0.1:{rt.ports['gateway']}"
+            service["environment"] = {"PANGEO_LOCAL_RUN": rt.run_id}
+            service["cwd"] = str(rt.data_dir / "gateway")
         elif "command" in service:
             env = dict(service.get("environment") or {})
-            env["PANGEO_LOCAL_RUN"] = rt["run_id"]
+            env["PANGEO_LOCAL_RUN"] = rt.run_id
             service["environment"] = env
         services.append(service)
     c.JupyterHub.services = services
@@ -199,13 +189,12 @@ def apply_services(c: Any, rt: dict[str, Any]) -> None:
 
 def configure_local_hub(c: Any, runtime_file: str) -> None:
     """Configure ``c`` for the local hub described by ``runtime_file`` (module docstring)."""
-    rt = load_runtime(runtime_file)
-    rt["runtime_file"] = runtime_file
-    values = rt["values"]["jupyterhub"]
+    rt = RunInfo.read(runtime_file)
+    values = rt.values["jupyterhub"]
     get_config = values_get_config(values)
 
     apply_fixed(c, rt)
-    hub_api = f"http://127.0.0.1:{rt['ports']['hub']}/hub/api"
+    hub_api = f"http://127.0.0.1:{rt.ports['hub']}/hub/api"
     apply_z2jh_values(c, get_config, hub_api_url=hub_api)
     apply_login(c, rt, get_config)
     run_entry(c, get_config)
@@ -213,7 +202,7 @@ def configure_local_hub(c: Any, runtime_file: str) -> None:
     apply_services(c, rt)
     # The tag lets `pangeo-cloud up` find every process of this run at exit.
     env = dict(c.PangeoLocalSpawner.get("environment", {}) or {})
-    env["PANGEO_LOCAL_RUN"] = rt["run_id"]
+    env["PANGEO_LOCAL_RUN"] = rt.run_id
     c.PangeoLocalSpawner.environment = env
     print(
         f"pangeo-cloud local hub: {len(c.JupyterHub.services)} services, "

@@ -13,8 +13,9 @@ lifecycle configuration, as the cloud buckets have.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import shutil
 import sys
 import time
 import urllib.error
@@ -22,6 +23,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
+
+from pangeo_cloud import toolcache
+
+# botocore and cryptography come with the `local` extra (pyproject.toml), not with the
+# CLI's dependencies: they are imported where used, so that this module loads without them.
+from pangeo_cloud.broker.policy import OBJECT_ACTIONS
 
 LIFECYCLE_RULE_ID = "pangeo-scratch-expiry"
 
@@ -30,21 +38,12 @@ class ObjectStoreError(RuntimeError):
     """The store did not start or refused the bucket setup; one clear line."""
 
 
-def tools_dir() -> Path:
-    cache = Path(os.environ.get("PANGEO_CACHE_DIR", Path.home() / ".cache" / "pangeo-cloud"))
-    return Path(os.environ.get("PANGEO_TOOLS_DIR", cache / "bin"))
-
-
 def find_minio() -> str | None:
     """MinIO's server binary: $PANGEO_MINIO, PATH, then the tool cache."""
     explicit = os.environ.get("PANGEO_MINIO")
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
-    found = shutil.which("minio")
-    if found:
-        return found
-    candidate = tools_dir() / "minio"
-    return str(candidate) if os.access(candidate, os.X_OK) else None
+    return toolcache.find("minio")
 
 
 @dataclass
@@ -121,7 +120,7 @@ def wait_healthy(url: str, alive: Any, timeout: float) -> None:
     raise ObjectStoreError(f"the object store did not answer at {url} within {timeout:.0f} s")
 
 
-def s3_client(endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1"):  # noqa: ANN201
+def s3_client(endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1"):
     import botocore.session
     from botocore.config import Config
 
@@ -204,8 +203,6 @@ _PBKDF2_COST = 8192
 
 def broker_user_policy(bucket: str) -> dict[str, Any]:
     """What the broker's MinIO user may do: every user's prefix, nothing else."""
-    from pangeo_cloud.broker.policy import OBJECT_ACTIONS
-
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -230,8 +227,6 @@ def madmin_encrypt(password: str, data: bytes) -> bytes:
     fragment 0 is the empty message whose tag becomes the associated data
     (prefixed 0x00, or 0x80 for the final fragment) of the data fragments.
     """
-    import hashlib
-
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     salt = os.urandom(32)
@@ -264,8 +259,6 @@ def minio_admin(
     body: bytes = b"",
 ) -> bytes:
     """One signed request to MinIO's admin API; ObjectStoreError on refusal."""
-    from urllib.parse import urlencode
-
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -288,7 +281,6 @@ def ensure_broker_user(
     endpoint: str, root_key: str, root_secret: str, bucket: str, user_key: str, user_secret: str
 ) -> None:
     """Create (or update) the broker's MinIO user with the bucket-only policy (idempotent)."""
-    import json
 
     def admin(method: str, path: str, query: dict[str, str], body: bytes = b"") -> bytes:
         return minio_admin(endpoint, root_key, root_secret, method, path, query, body)

@@ -15,7 +15,9 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TAG = "PANGEO_LOCAL_RUN"
@@ -89,3 +91,23 @@ def _alive(pid: int) -> bool:
         return state != "Z"
     except OSError:
         return False
+
+
+def answers(url: str, ok: Callable[[int], bool] = lambda code: code == 200) -> bool:
+    """Whether a started process answers at `url` (any HTTP status `ok` accepts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return ok(resp.status)
+    except urllib.error.HTTPError as exc:
+        return ok(exc.code)
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last `lines` of a process's log, indented for a message."""
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text)

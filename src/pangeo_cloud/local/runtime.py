@@ -31,66 +31,54 @@ this run still alive, then the store.
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import json
 import os
-import secrets
-import shlex
-import shutil
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pangeo_cloud.config.wiring import env_mapping
+from pangeo_cloud import toolcache
+from pangeo_cloud.config import ConfigError, Paths, list_deployments, load_deployment
+from pangeo_cloud.config import merged_values as merge
 from pangeo_cloud.local import objectstore, processes
+from pangeo_cloud.local.datadir import (
+    default_data_dir,
+    load_secrets,
+    prepare_data_dir,
+)
+from pangeo_cloud.local.errors import LocalRuntimeError
+from pangeo_cloud.local.processes import answers, tail
+from pangeo_cloud.local.runinfo import BrokerAccess, Passwords, RunInfo, StoreAccess
+from pangeo_cloud.local.values import (
+    SHARED_PASSWORD,
+    GitHubLogin,
+    add_health_check_service,
+    aws_config_text,
+    broker_config,
+    local_values,
+    login_mode,
+    restricted_groups,
+)
 from pangeo_cloud.ports import free_ports
 
 START_TIMEOUT = 180.0  # seconds for any one component to answer (2 cores, cold caches)
-SHARED_PASSWORD = "shared-password"
-BROKER_SERVICE = "scratch-credentials"
-GITHUB = {"github", "oauthenticator.github.GitHubOAuthenticator", "GitHubOAuthenticator"}
-
-
-class LocalRuntimeError(RuntimeError):
-    """A problem to report as one line, naming the option or file that fixes it."""
-
-
-@dataclass
-class GitHubLogin:
-    client_id: str
-    client_secret: str
-    url: str | None = None
-    allowed_organizations: list[str] = field(default_factory=list)
-
-
-def default_data_dir(repo_root: Path | None) -> Path:
-    if repo_root is not None:
-        return repo_root / ".pangeo-local"
-    base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return base / "pangeo-cloud"
 
 
 def find_proxy() -> str:
     """configurable-http-proxy: PATH, then the tool cache of scripts/install-system.sh."""
-    found = shutil.which("configurable-http-proxy")
+    bindir = toolcache.node_dir() / "bin"
+    found = toolcache.find("configurable-http-proxy", bindir)
     if found:
         return found
-    cache = Path(os.environ.get("PANGEO_CACHE_DIR", Path.home() / ".cache" / "pangeo-cloud"))
-    candidate = cache / "node" / "bin" / "configurable-http-proxy"
-    if os.access(candidate, os.X_OK):
-        return str(candidate)
     raise LocalRuntimeError(
-        "configurable-http-proxy (npm) not found on PATH or in "
-        f"{cache / 'node' / 'bin'}; run scripts/install-system.sh (or `make system`)"
+        f"configurable-http-proxy (npm) not found on PATH or in {bindir}; "
+        "run scripts/install-system.sh (or `make system`)"
     )
 
 
@@ -106,225 +94,6 @@ def check_port(port: int, option: str = "--port") -> None:
                 f"port {port} on 127.0.0.1 is not available ({exc.strerror}); "
                 f"choose another with {option}"
             ) from None
-
-
-def prepare_data_dir(path: Path) -> Path:
-    """Create the data directory (0700) and prove it is writable."""
-    path = path.expanduser().absolute()
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for sub in ("hub", "homes", "objectstore", "gateway", "logs", "run"):
-            (path / sub).mkdir(exist_ok=True, mode=0o700)
-        probe = path / "run" / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise LocalRuntimeError(
-            f"cannot use data directory {path}: {exc.strerror or exc}; "
-            "choose another with --data-dir"
-        ) from None
-    return path
-
-
-def _token() -> str:
-    return secrets.token_urlsafe(18)
-
-
-def load_secrets(data_dir: Path, groups: list[str]) -> dict[str, Any]:
-    """secrets.json: generated on first start (0600), completed when new keys appear."""
-    file = data_dir / "secrets.json"
-    data: dict[str, Any] = {}
-    if file.exists():
-        try:
-            data = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise LocalRuntimeError(
-                f"cannot read {file}: {exc}; fix or delete it (new passwords are then generated)"
-            ) from None
-    before = json.dumps(data, sort_keys=True)
-    data.setdefault("user_password", _token())
-    data.setdefault("group_passwords", {})
-    for group in groups:
-        data["group_passwords"].setdefault(group, _token())
-    data.setdefault("store_access_key", "pangeo" + secrets.token_hex(6))
-    data.setdefault("store_secret_key", secrets.token_urlsafe(30))
-    # The scratch broker's own MinIO user (never the root key above).
-    data.setdefault("broker_access_key", "scratch-broker-" + secrets.token_hex(4))
-    data.setdefault("broker_secret_key", secrets.token_urlsafe(30))
-    data.setdefault("proxy_auth_token", secrets.token_hex(32))
-    data.setdefault("crypt_key", secrets.token_hex(32))
-    data.setdefault("health_check_token", secrets.token_hex(32))
-    if json.dumps(data, sort_keys=True) != before:
-        write_private(file, json.dumps(data, indent=2) + "\n")
-    os.chmod(file, 0o600)
-    return data
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to a file only its owner can read (created 0600, never wider)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def login_mode(values: dict[str, Any], github: GitHubLogin | None, deployment: str) -> str:
-    """'github' or 'shared-password' for these values and options."""
-    if github is not None:
-        return "github"
-    jh = values.get("jupyterhub", {})
-    cls = (((jh.get("hub") or {}).get("config") or {}).get("JupyterHub") or {}).get(
-        "authenticator_class"
-    )
-    if cls == SHARED_PASSWORD:
-        return SHARED_PASSWORD
-    if cls in GITHUB:
-        raise LocalRuntimeError(
-            f"deployment {deployment!r} logs in with GitHub: pass --github-client-id and "
-            "--github-client-secret (an OAuth app whose callback URL is "
-            "http://127.0.0.1:PORT/hub/oauth_callback)"
-        )
-    raise LocalRuntimeError(
-        f"deployment {deployment!r} uses authenticator {cls!r}, which pangeo-cloud up cannot "
-        "run; use --github-client-id/--github-client-secret or a shared-password deployment"
-    )
-
-
-def restricted_groups(values: dict[str, Any]) -> list[str]:
-    """Groups named by profiles' allowed_groups (each gets a local password)."""
-    profiles = ((values.get("jupyterhub") or {}).get("singleuser") or {}).get("profileList") or []
-    groups: list[str] = []
-    for profile in profiles:
-        for group in profile.get("allowed_groups") or []:
-            if group not in groups:
-                groups.append(group)
-    return groups
-
-
-def local_values(
-    values: dict[str, Any], ports: dict[str, int], endpoint: str, aws_config: Path
-) -> dict[str, Any]:
-    """The merged values with cluster addresses replaced by this machine's.
-
-    - ``custom.pangeo.scratch.endpoint`` becomes the local store; a ``gs://``
-      bucket is served as ``s3://`` of the same name (the store speaks S3).
-    - The gateway's addresses in ``singleuser.extraEnv`` and the service URL
-      become the loopback ports of this run.
-    - Scratch credentials come from the scratch-credentials broker, a
-      hub-managed service here (its URL and the AWS config file `aws_config`
-      whose credential_process runs its client); no key reaches the users.
-    """
-    values = copy.deepcopy(values)
-    jh = values.setdefault("jupyterhub", {})
-    pangeo = jh.setdefault("custom", {}).setdefault("pangeo", {})
-    scratch = pangeo.setdefault("scratch", {})
-    url = scratch.get("url") or "s3://pangeo-scratch"
-    parsed = urlparse(url)
-    if parsed.scheme == "gs":
-        url = "s3://" + url[len("gs://") :]
-    scratch["url"] = url
-    scratch["endpoint"] = endpoint
-    scratch["region"] = scratch.get("region") or "us-east-1"
-    singleuser = jh.setdefault("singleuser", {})
-    env = env_mapping(singleuser.get("extraEnv"))  # either z2jh form
-    env.update(
-        {
-            "DASK_GATEWAY__ADDRESS": f"http://127.0.0.1:{ports['public']}/services/dask-gateway",
-            "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://127.0.0.1:{ports['gateway']}",
-            "DASK_GATEWAY__PUBLIC_ADDRESS": "/services/dask-gateway/",
-            "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
-        }
-    )
-    singleuser["extraEnv"] = env
-    services = jh.setdefault("hub", {}).setdefault("services", {})
-    gateway = dict(services.get("dask-gateway") or {})
-    gateway["url"] = f"http://127.0.0.1:{ports['gateway']}"
-    services["dask-gateway"] = gateway
-    broker_url = f"http://127.0.0.1:{ports['broker']}"
-    broker = dict(services.get(BROKER_SERVICE) or {})
-    broker.update({"url": broker_url, "display": False})
-    services[BROKER_SERVICE] = broker
-    scratch["broker"] = {
-        **(scratch.get("broker") or {}),
-        "url": f"{broker_url}/services/{BROKER_SERVICE}/",
-        "awsConfigFile": str(aws_config),
-    }
-    return values
-
-
-def aws_config_text(python: str) -> str:
-    """The AWS config of servers and workers: credentials from the broker's client.
-
-    The client runs as a file, as in the cluster (where our package is absent).
-    """
-    from pangeo_cloud.broker import client
-
-    command = " ".join(shlex.quote(part) for part in (python, client.__file__, "aws"))
-    return (
-        "# Written by `pangeo-cloud up`: scratch credentials for your own prefix, from the\n"
-        "# scratch-credentials broker (explicit AWS_ACCESS_KEY_ID / ~/.aws/credentials win).\n"
-        "[default]\n"
-        f"credential_process = {command}\n"
-        # Session credentials need SigV4, also in presigned URLs (boto3 may pick SigV2).
-        "s3 =\n"
-        "    signature_version = s3v4\n"
-    )
-
-
-def broker_config(values: dict[str, Any], endpoint: str) -> dict[str, Any]:
-    """The broker's configuration file for this run (MinIO's STS is the store itself)."""
-    scratch = values["jupyterhub"]["custom"]["pangeo"]["scratch"]
-    broker = values.get("scratchBroker") or {}
-    # For developers watching credentials refresh (and the refresh test): a
-    # shorter lifetime than the values' (STS sessions still last >= 900 s).
-    lifetime = os.environ.get("PANGEO_SCRATCH_LIFETIME") or broker.get("lifetime") or 3600
-    if not str(lifetime).isdigit() or int(lifetime) < 1:
-        raise LocalRuntimeError(
-            f"PANGEO_SCRATCH_LIFETIME must be a number of seconds >= 1, got {lifetime!r}"
-        )
-    return {
-        "scratch": {k: v for k, v in scratch.items() if k != "broker"},
-        "lifetime": int(lifetime),
-        # MinIO ignores the role (the session inherits its caller's policy, then
-        # the session policy narrows it); AWS needs a real one.
-        "provider": {"roleArn": "arn:minio:iam:::role/pangeo-scratch", "stsEndpoint": endpoint},
-    }
-
-
-# The admin service `pangeo-cloud health` uses (as the cloud deployments define
-# it in their secrets layers): it creates a test user, starts a server, takes a
-# token for it, and cleans up.
-HEALTH_CHECK_SCOPES = ["admin:users", "admin:servers", "tokens", "access:servers"]
-
-
-def add_health_check_service(values: dict[str, Any], token: str) -> dict[str, Any]:
-    """Register the `health-check` service and its role with this run's token."""
-    hub = values.setdefault("jupyterhub", {}).setdefault("hub", {})
-    hub.setdefault("services", {})["health-check"] = {"apiToken": token, "display": False}
-    hub.setdefault("loadRoles", {})["health-check"] = {
-        "services": ["health-check"],
-        "scopes": HEALTH_CHECK_SCOPES,
-    }
-    return values
-
-
-def _answers(url: str, ok: Callable[[int], bool] = lambda code: code == 200) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return ok(resp.status)
-    except urllib.error.HTTPError as exc:
-        return ok(exc.code)
-    except OSError:
-        return False
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return "(no log)"
-    return "\n".join("    " + line for line in text)
 
 
 class LocalRuntime:
@@ -360,9 +129,6 @@ class LocalRuntime:
     # -- preparation (nothing is started) --------------------------------------
 
     def prepare(self) -> None:
-        from pangeo_cloud.config import ConfigError, Paths, list_deployments, load_deployment
-        from pangeo_cloud.config import merged_values as merge
-
         try:
             paths = Paths.discover(self.root)
         except FileNotFoundError as exc:
@@ -517,41 +283,35 @@ class LocalRuntime:
         (run / "aws-config").write_text(aws_config_text(sys.executable))
         config = broker_config(self.values, self.store.endpoint)
         (run / "broker.json").write_text(json.dumps(config, indent=1) + "\n")
-        rt = {
-            "run_id": self.run_id,
-            "data_dir": str(self.data_dir),
-            "python": sys.executable,
-            "chp": self.chp,
-            "proxy_auth_token": self.secrets["proxy_auth_token"],
-            "ports": self.ports,
-            "values": self.values,
-            "log_level": self.log_level,
-            "store": {
-                "kind": self.store.kind,
-                "endpoint": self.store.endpoint,
-                "access_key": self.secrets["store_access_key"],
-                "secret_key": self.secrets["store_secret_key"],
-            },
-            "broker": {
-                "config": str(run / "broker.json"),
-                "access_key": self.secrets["broker_access_key"],
-                "secret_key": self.secrets["broker_secret_key"],
-            },
-            "passwords": {
-                "user": self.secrets["user_password"],
-                "groups": {g: self.secrets["group_passwords"][g] for g in self.groups},
-            },
-            "github": None,
-        }
-        if self.login == "github" and self.github is not None:
-            rt["github"] = {
-                "client_id": self.github.client_id,
-                "client_secret": self.github.client_secret,
-                "url": self.github.url,
-                "allowed_organizations": list(self.github.allowed_organizations),
-            }
+        github = self.github if self.login == "github" else None
+        info = RunInfo(
+            run_id=self.run_id,
+            data_dir=self.data_dir,
+            python=sys.executable,
+            chp=self.chp,
+            proxy_auth_token=self.secrets["proxy_auth_token"],
+            ports=self.ports,
+            values=self.values,
+            log_level=self.log_level,
+            store=StoreAccess(
+                kind=self.store.kind,
+                endpoint=self.store.endpoint,
+                access_key=self.secrets["store_access_key"],
+                secret_key=self.secrets["store_secret_key"],
+            ),
+            broker=BrokerAccess(
+                config=str(run / "broker.json"),
+                access_key=self.secrets["broker_access_key"],
+                secret_key=self.secrets["broker_secret_key"],
+            ),
+            passwords=Passwords(
+                user=self.secrets["user_password"],
+                groups={g: self.secrets["group_passwords"][g] for g in self.groups},
+            ),
+            github=github,
+        )
         runtime_file = run / "runtime.json"
-        write_private(runtime_file, json.dumps(rt, indent=1, default=str))
+        info.write(runtime_file)
         config = run / "jupyterhub_config.py"
         config.write_text(
             "# Written by `pangeo-cloud up` for this run; see pangeo_cloud.local.hubconfig.\n"
@@ -603,7 +363,7 @@ class LocalRuntime:
                 raise LocalRuntimeError(
                     f"{what} exited (code {code}) while starting; see {log}:\n{tail(log)}"
                 )
-            if _answers(url):
+            if answers(url):
                 return
             time.sleep(0.25)
         raise LocalRuntimeError(

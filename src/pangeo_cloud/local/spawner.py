@@ -289,7 +289,7 @@ class PangeoLocalSpawner(LocalProcessSpawner):
         env["SHELL"] = "/bin/bash"
         return env
 
-    def make_preexec_fn(self, name: str):  # noqa: ANN201 - JupyterHub API
+    def make_preexec_fn(self, name: str):  # JupyterHub API
         home = self.home_dir
 
         def preexec() -> None:
@@ -306,7 +306,7 @@ class PangeoLocalSpawner(LocalProcessSpawner):
             args.append("--allow-root")
         return args
 
-    def move_certs(self, paths):  # noqa: ANN001, ANN201 - no internal SSL locally
+    def move_certs(self, paths):  # no internal SSL locally
         return paths
 
     def _gate(self) -> asyncio.Semaphore:
@@ -333,7 +333,7 @@ class PangeoLocalSpawner(LocalProcessSpawner):
     def _release_port(self) -> None:
         _PORTS_IN_USE.discard(self.port)
 
-    async def start(self):  # noqa: ANN201 - JupyterHub API
+    async def start(self):  # JupyterHub API
         os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
         await self.apply_profile()
         async with self._gate():

@@ -67,7 +67,7 @@ class GoogleMetadataStandIn:
         standin = self
 
         class Handler(JSONHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:  # http.server's naming
                 if self.headers.get("Metadata-Flavor") != "Google":
                     # As the real server: refuse requests that could come from a browser.
                     self.send_json(403, {"error": "Missing Metadata-Flavor: Google header"})

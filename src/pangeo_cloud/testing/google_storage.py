@@ -368,13 +368,13 @@ def _handler(store: GoogleStorageStandIn) -> type[JSONHandler]:
             self.send_bytes(status, data, "application/octet-stream")
             return status
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._route("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._route("POST")
 
-        def do_DELETE(self) -> None:  # noqa: N802
+        def do_DELETE(self) -> None:
             self._route("DELETE")
 
     return Handler

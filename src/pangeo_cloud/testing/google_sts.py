@@ -170,7 +170,7 @@ class GoogleSTSStandIn:
         standin = self
 
         class Handler(JSONHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:  # http.server's naming
                 if self.path.split("?")[0] != "/v1/token":
                     self.send_json(404, {"error": "not_found", "error_description": self.path})
                     return
@@ -213,7 +213,7 @@ class JSONHandler(BaseHTTPRequestHandler):
     def send_json(self, status: int, reply: Any) -> None:
         self.send_bytes(status, json.dumps(reply).encode(), "application/json; charset=UTF-8")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the stand-ins record requests themselves
 
 

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from pangeo_cloud.ports import free_ports
+from pangeo_cloud.toolcache import k8s_state_dir, tools_dir
 
 INSTALL_SCRIPT = "scripts/install-k8s-tools.sh"
 
@@ -73,16 +74,9 @@ POD_CIDR = "10.244.0.0/16"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 
 
-def tools_dir() -> Path:
-    """Where ``scripts/install-k8s-tools.sh`` puts the binaries."""
-    env = os.environ.get("PANGEO_TOOLS_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "pangeo-cloud" / "bin"
-
-
 def default_state_dir() -> Path:
     """Where the plane keeps certificates, kubeconfig, etcd data and logs."""
-    env = os.environ.get("PANGEO_K8S_STATE")
-    return Path(env) if env else Path.home() / ".cache" / "pangeo-cloud" / "k8s"
+    return k8s_state_dir()
 
 
 def missing_binaries(directory: Path | None = None) -> list[str]:

@@ -479,7 +479,7 @@ class KubeletStandIn:
         while not self._stop.is_set():
             try:
                 self._sync()
-            except Exception as exc:  # noqa: BLE001 - reported by check()
+            except Exception as exc:  # reported by check()
                 self._error = exc
                 self.log(f"kubelet stand-in error: {exc!r}")
                 return

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.config.manifests import load_crds, validate_manifests
 from pangeo_cloud.deploy import helm
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = REPO_ROOT
 
 
 def run_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:

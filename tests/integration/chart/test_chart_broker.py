@@ -22,13 +22,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.broker import google_client
 from pangeo_cloud.deploy import helm
 from pangeo_cloud.ports import free_port
 from pangeo_cloud.testing.google_metadata import GoogleMetadataStandIn
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = REPO_ROOT
 SRC = REPO / "src" / "pangeo_cloud"
 
 

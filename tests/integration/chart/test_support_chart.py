@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from repo_support import REPO_ROOT as REPO
 
 from pangeo_cloud.deploy import helm
 
-REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "helm-chart" / "support"
 DEPLOYMENTS = ["gcp-us-central1-b", "aws-us-west-2"]
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from pangeo_cloud.config import load_deployment
+from pangeo_cloud.config import load_deployment, resolve_target
 from pangeo_cloud.deploy import cluster
 from pangeo_cloud.deploy.diff import diff_stage
 from pangeo_cloud.deploy.tools import ToolError
@@ -32,7 +32,7 @@ def test_diff_of_a_release_that_does_not_exist(
     file = repo_copy.deployments / "local" / "deployment.yaml"
     edit_yaml(file, "    release: pangeo\n", "    release: pangeo-diff-test-absent\n")
     deployment = load_deployment("local", repo_copy)
-    result = diff_stage(deployment, "dev", repo_copy)
+    result = diff_stage(resolve_target(deployment, "dev", repo_copy))
     assert not result.live_found and "everything would be created" in result.note
     assert result.changed and all(name for name in result.changed)
 
@@ -45,4 +45,4 @@ def test_diff_of_a_release_that_does_not_exist(
 def test_deploy_local_stage(reachable_cluster, repo_paths) -> None:
     from pangeo_cloud.deploy.release import deploy
 
-    deploy(load_deployment("local", repo_paths), "dev", repo_paths, timeout="15m")
+    deploy(resolve_target("local", "dev", repo_paths), timeout="15m")

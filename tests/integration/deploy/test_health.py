@@ -27,8 +27,8 @@ import pytest
 
 from pangeo_cloud.deploy.health import STEPS, HealthError, HealthOptions, Retry, run_health
 from pangeo_cloud.hub.service_users import make_ticket
-from pangeo_cloud.local.harness import UpProcess
 from pangeo_cloud.testing.github import GitHubStandIn
+from pangeo_cloud.testing.harness import UpProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -1,7 +1,7 @@
 """`pangeo-cloud health` against `pangeo-cloud up` (the local runtime), end to end.
 
-Runs when `pangeo-cloud up` exists and registers an admin service for the check:
-its data directory's secrets.json must hold `health_check_token`, the token of a
+Runs when `pangeo-cloud up` registers an admin service for the check: its data
+directory's secrets.json must hold `health_check_token`, the token of a
 hub service with the scopes of `hub.loadRoles.health-check` (admin:users,
 admin:servers, tokens, access:servers). Otherwise it skips, saying which part is
 missing.
@@ -9,20 +9,15 @@ missing.
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from pangeo_cloud.deploy.health import HealthOptions, run_health
+from pangeo_cloud.testing.harness import UpProcess
 
 pytestmark = pytest.mark.integration
 
 
 def test_health_against_pangeo_cloud_up(tmp_path) -> None:
-    if importlib.util.find_spec("pangeo_cloud.local.harness") is None:
-        pytest.skip("pangeo_cloud.local.harness (pangeo-cloud up) does not exist yet")
-    from pangeo_cloud.local.harness import UpProcess
-
     up = UpProcess(tmp_path / "up").start()
     try:
         token = up.secrets.get("health_check_token")

@@ -30,13 +30,14 @@ from typing import Any
 
 import httpx
 import pytest
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.config.layering import SOPS_MASK, merge, merged_values
 from pangeo_cloud.config.paths import Paths
 from pangeo_cloud.ports import free_ports
 from pangeo_cloud.testing.offline import OFFLINE_KUBECONFIG
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = REPO_ROOT
 ENTRY = REPO / "src" / "pangeo_cloud" / "hub" / "z2jh_entry.py"
 START_TIMEOUT = 60
 ADMIN_SERVICE = "pangeo-test-admin"

@@ -27,7 +27,8 @@ import yaml
 
 from pangeo_cloud.deploy.release import extract_crds
 from pangeo_cloud.deploy.tools import ToolError
-from pangeo_cloud.testing.k8s import ControlPlane, tools_dir
+from pangeo_cloud.testing.k8s import ControlPlane
+from pangeo_cloud.toolcache import tools_dir
 
 # Values a simulated (kwok) cluster can satisfy, for the test stage. All of
 # them pass the chart schemas (the deploy validates them like any stage):

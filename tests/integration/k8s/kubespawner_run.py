@@ -59,7 +59,7 @@ def broker_health_standin() -> str:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:  # http.server API
             ok = self.path.endswith("/api/health")
             self.send_response(200 if ok else 404)
             self.end_headers()

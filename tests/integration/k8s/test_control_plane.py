@@ -8,10 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.testing.k8s import ControlPlane
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def upstream_dir() -> Path:

@@ -50,11 +50,11 @@ from k8s_support import (
     write_standin_subcharts,
     write_values,
 )
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.deploy.helm import missing_subcharts
 from pangeo_cloud.testing.k8s import ControlPlane
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 STAGE = "loopback"
 ANNOTATION = "iam.gke.io/gcp-service-account"
 # Passes our schema (annotations: map of strings) and `pangeo-cloud validate`,

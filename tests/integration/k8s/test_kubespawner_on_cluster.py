@@ -44,12 +44,13 @@ from typing import Any
 import pytest
 import yaml
 from k8s_support import get_json, wait_for
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.config import merged_values
 from pangeo_cloud.scratch import escape_username
-from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec, tools_dir
+from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec
+from pangeo_cloud.toolcache import tools_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 DEPLOYMENT, STAGE = "gcp-us-central1-b", "prod"
 USER = "Jane.Doe"  # not a valid object name as is: KubeSpawner must escape it
 PROFILE = "small"

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pangeo_cloud.local.runtime import GitHubLogin, LocalRuntimeError, local_values, login_mode
+from pangeo_cloud.local.errors import LocalRuntimeError
 from pangeo_cloud.local.spawner import PangeoLocalSpawner, _format_value, render_profiles_form
+from pangeo_cloud.local.values import GitHubLogin, local_values, login_mode
 
 PROFILES = [
     {

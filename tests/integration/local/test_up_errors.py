@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pangeo_cloud.local.harness import UpProcess, free_port, up_command
+from pangeo_cloud.testing.harness import UpProcess, free_port, up_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

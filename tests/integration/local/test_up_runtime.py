@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pangeo_cloud.local import objectstore, processes
-from pangeo_cloud.local.harness import HubUser, UpProcess
+from pangeo_cloud.testing.harness import HubUser, UpProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

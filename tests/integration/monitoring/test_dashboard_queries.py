@@ -36,11 +36,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from repo_support import REPO_ROOT as REPO
 
-from pangeo_cloud import dashboards
-from pangeo_cloud.config import Paths, load_deployment
-from pangeo_cloud.config.layering import merge_all
-from pangeo_cloud.config.support import scrape_configs, support_layers
+from pangeo_cloud.config import Paths, dashboards, load_deployment
+from pangeo_cloud.config.layering import merge_all, support_layers
+from pangeo_cloud.config.support import scrape_configs
 from pangeo_cloud.config.support_checks import grafana_attribute
 from pangeo_cloud.local.prometheus import (
     PrometheusServer,
@@ -61,12 +61,11 @@ pytestmark = [
     ),
 ]
 
-REPO = Path(__file__).resolve().parents[3]
 DEPLOYMENT, STAGE = "gcp-us-central1-b", "prod"
 USER = "dana"
 ADMIN = "olga"
 DASHBOARDS = REPO / "helm-chart" / "support" / "files" / "dashboards"
-# Values for the dashboards' own variables (Grafana's built-ins: pangeo_cloud.dashboards).
+# Values for the dashboards' own variables (Grafana's built-ins: pangeo_cloud.config.dashboards).
 VARIABLES = {"deployment": DEPLOYMENT, "stage": STAGE, "user": ".*", "datasource": "prometheus"}
 
 # A server is a real jupyterhub-singleuser process in a home under the test's directory.

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_support import REPO_ROOT as REPO
 
 from pangeo_cloud.config import Paths, load_deployment
-from pangeo_cloud.config.layering import merge_all
-from pangeo_cloud.config.support import TOKEN_DIR, support_layers
+from pangeo_cloud.config.layering import merge_all, support_layers
+from pangeo_cloud.config.support import TOKEN_DIR
 
-REPO = Path(__file__).resolve().parents[3]
 PROMTOOL = shutil.which("promtool")
 
 pytestmark = pytest.mark.skipif(

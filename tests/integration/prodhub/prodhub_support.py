@@ -3,7 +3,7 @@
 (A uniquely named module, not conftest: test directories have no __init__.py.)
 
 :func:`production_hub` renders the full chart (real z2jh and dask-gateway
-subcharts) through the project's own path (``values_layers`` + ``validate.render``,
+subcharts) through the project's own path (``values_layers`` + ``helm.render``,
 what ``pangeo-cloud render`` runs), with one test-only values layer in place of
 the sops secrets nobody can decrypt here: the GitHub stand-in's OAuth client,
 ``github_url`` and a callback on the load balancer stand-in, and the
@@ -50,26 +50,27 @@ from typing import Any
 from urllib.parse import urlparse
 
 import yaml
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.config import Paths, load_deployment
 from pangeo_cloud.config.layering import Layer, merge, merge_all, values_layers
-from pangeo_cloud.deploy.helm import missing_subcharts, split_manifests
+from pangeo_cloud.deploy.helm import missing_subcharts, render, split_manifests
 from pangeo_cloud.ports import free_ports
 from pangeo_cloud.testing import traefik as traefik_standin
 from pangeo_cloud.testing.cloud import AwsIrsaStandIn, GkeWorkloadIdentityStandIn
 from pangeo_cloud.testing.github import GitHubStandIn
-from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec, tools_dir
+from pangeo_cloud.testing.k8s import ControlPlane, NodeSpec
 from pangeo_cloud.testing.kubelet import ImageStandIn, KubeletStandIn, forward
-from pangeo_cloud.validate import StageContext, render
+from pangeo_cloud.toolcache import node_dir, tools_dir
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = REPO_ROOT
 CHART = REPO / "helm-chart" / "pangeo-cloud"
 HEALTH_SERVICE = "health-check"
 VENV_BIN = str(Path(sys.executable).parent)
 # The interpreter behind the virtualenv (may live under a home closed to others).
 PYTHON_HOME = str(Path(os.path.realpath(sys.executable)).parent.parent)
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-CHP_DIR = Path.home() / ".cache" / "pangeo-cloud" / "node"
+CHP_DIR = node_dir()
 TRAEFIK_STANDIN = Path(traefik_standin.__file__)
 TRAEFIK_IN_POD = "/usr/local/bin/traefik-standin.py"
 
@@ -193,8 +194,7 @@ def render_stage(deployment: str, stage: str, test_layer: dict[str, Any]) -> lis
     layers = values_layers(dep, stage, paths=paths)
     # After the (masked) secrets layer, before the generated gateway hooks.
     layers.insert(len(layers) - 1, Layer(name="test: stand-in secrets", data=test_layer))
-    ctx = StageContext(dep, stage, paths, None, layers, merge_all(layers))
-    stream, view = render(ctx)
+    stream, view = render(paths.chart, dep.stage(stage), dep.kubernetes_version, merge_all(layers))
     assert view.full, f"rendered without subcharts {view.missing}"
     return split_manifests(stream)
 

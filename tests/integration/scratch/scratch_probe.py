@@ -18,7 +18,7 @@ import sys
 import time
 
 
-def s3_error(call) -> str:  # noqa: ANN001
+def s3_error(call) -> str:
     """The S3 error code of ``call()``, or "allowed"."""
     import urllib.error
 

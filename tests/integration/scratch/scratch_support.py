@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.request
 
-from pangeo_cloud.local.harness import UpProcess
+from pangeo_cloud.testing.harness import UpProcess
 
 
 def broker_get(up: UpProcess, token: str | None) -> tuple[int, str]:

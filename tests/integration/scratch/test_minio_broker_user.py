@@ -52,7 +52,7 @@ def minio(tmp_path_factory):
         processes.stop(proc)
 
 
-def refused(call) -> bool:  # noqa: ANN001
+def refused(call) -> bool:
     try:
         call()
     except ClientError as exc:

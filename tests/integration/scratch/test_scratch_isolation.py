@@ -27,7 +27,7 @@ import pytest
 from scratch_support import broker_get, hub_api
 
 from pangeo_cloud.local import objectstore
-from pangeo_cloud.local.harness import HubUser, UpProcess
+from pangeo_cloud.testing.harness import HubUser, UpProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -220,7 +220,7 @@ def set_broker_user(up: UpProcess, status: str) -> None:
     objectstore.minio_admin(*root, "PUT", "/set-user-status", query)
 
 
-def wait_for(condition, timeout: float = 90) -> None:  # noqa: ANN001
+def wait_for(condition, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"

@@ -18,7 +18,7 @@ import pytest
 from scratch_support import broker_get, hub_api
 
 from pangeo_cloud.local import objectstore
-from pangeo_cloud.local.harness import HubUser, UpProcess
+from pangeo_cloud.testing.harness import HubUser, UpProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -165,7 +165,7 @@ class Peer:
         peer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:  # http.server API
                 peer.requests.append({"path": self.path, **dict(self.headers)})
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -173,7 +173,7 @@ class Peer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args) -> None:  # noqa: ANN002
+            def log_message(self, *args) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from config_helpers import sops_block
+from config_support import sops_block
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pangeo_cloud.config import ConfigError, Paths, load_deployment
-from pangeo_cloud.validate import validate_all
+from pangeo_cloud.deploy.validate import validate_all
 
 WORKER = "dask-gateway.gateway.backend.worker.extraPodConfig"
 

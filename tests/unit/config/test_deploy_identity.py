@@ -81,7 +81,7 @@ def test_principal_shape(repo_copy, edit_yaml, name, old, new, needle) -> None:
 
 
 def test_identity_shared_across_deployments_fails_validate(repo_copy) -> None:
-    from pangeo_cloud.validate import validate_all
+    from pangeo_cloud.deploy.validate import validate_all
 
     dst = repo_copy.deployments / "gcp-other"
     shutil.copytree(repo_copy.deployments / GCP, dst)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from config_helpers import enc
+from config_support import enc
 
 from pangeo_cloud.config import ConfigError, load_deployment, merged_values, values_layers
-from pangeo_cloud.config.layering import SOPS_MASK, merge, origin
+from pangeo_cloud.config.layering import SOPS_MASK, Layer, merge, origin
 
 
 def test_maps_merge_lists_replace_null_deletes():
@@ -28,6 +28,19 @@ def test_layer_order_is_chart_wiring_common_stage_generated(repo_paths):
     assert names[1].startswith("generated: stage wiring")
     assert names[2:4] == ["values: common.yaml", "values: staging.yaml"]
     assert names[-1].startswith("generated: gateway hooks")
+
+
+def test_each_layer_says_what_kind_it_is(repo_paths):
+    deployment = load_deployment("gcp-us-central1-b", repo_paths)
+    layers = values_layers(deployment, "staging", paths=repo_paths)
+    kinds = [layer.kind for layer in layers]
+    assert kinds == ["chart", "generated", "values", "values", "secrets", "secrets", "generated"]
+    assert [layer.short for layer in layers if layer.kind == "generated"] == [
+        "stage-wiring",
+        "gateway-hooks",
+    ]
+    with pytest.raises(ValueError, match="layer kind must be one of"):
+        Layer("x", {}, kind="plain")
 
 
 def test_stage_overrides_common_and_lists_replace(repo_paths):
@@ -146,7 +159,7 @@ def test_gateway_address_follows_the_proxy_https_mode(repo_paths):
 
 
 def _teams_errors(paths, text: str):
-    from pangeo_cloud.validate import validate_all
+    from pangeo_cloud.deploy.validate import validate_all
 
     staging = paths.deployments / "gcp-us-central1-b" / "values" / "staging.yaml"
     old = "        allowed_organizations:\n          - pangeo-data:operators\n"
@@ -195,7 +208,7 @@ def test_origin_stops_at_the_layer_that_replaced_a_parent(repo_paths):
 
 
 def test_a_scalar_replacing_a_mapping_is_one_error_across_checks(repo_copy):
-    from pangeo_cloud.validate import validate_all
+    from pangeo_cloud.deploy.validate import validate_all
 
     prod = repo_copy.deployments / "gcp-us-central1-b" / "values" / "prod.yaml"
     text = prod.read_text() + "  singleuser:\n    storage: 20Gi\n"

@@ -193,7 +193,7 @@ def test_two_stages_may_not_share_release_and_namespace(repo_copy, edit_yaml):
 def test_deployments_on_one_cluster_may_not_share_a_release(repo_copy):
     import shutil
 
-    from pangeo_cloud.validate import validate_all
+    from pangeo_cloud.deploy.validate import validate_all
 
     src = repo_copy.deployments / "gcp-us-central1-b"
     dst = repo_copy.deployments / "gcp-us-central1-b-copy"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pangeo_cloud.validate import validate_all
+from pangeo_cloud.deploy.validate import validate_all
 
 
 def _failures(paths, target="gcp-us-central1-b/prod", check=None):
@@ -212,7 +212,7 @@ def test_extra_env_list_form_is_accepted(repo_copy):
 
 
 def test_extra_env_list_form_in_the_local_runtime():
-    from pangeo_cloud.local.runtime import local_values
+    from pangeo_cloud.local.values import local_values
 
     values = {"jupyterhub": {"singleuser": {"extraEnv": [{"name": "FOO", "value": "bar"}]}}}
     ports = {"public": 1, "gateway": 2, "broker": 4}

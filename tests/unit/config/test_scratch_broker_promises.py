@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pangeo_cloud.validate import validate_all
+from pangeo_cloud.deploy.validate import validate_all
 
 
 def promise_failures(paths, target: str) -> list[str]:

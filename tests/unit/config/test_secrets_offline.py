@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import yaml
-from config_helpers import enc
+from config_support import enc
 
 from pangeo_cloud.cli import main
 from pangeo_cloud.config import ConfigError, load_deployment, values_layers

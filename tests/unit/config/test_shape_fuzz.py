@@ -17,19 +17,13 @@ from typing import Any
 import pytest
 
 from pangeo_cloud.config import ConfigError, load_deployment
-from pangeo_cloud.config.hooks import gateway_hooks_layer
-from pangeo_cloud.config.layering import Layer, merge_all, values_layers
+from pangeo_cloud.config.layering import Layer, gateway_hooks_layer, merge_all, values_layers
 from pangeo_cloud.config.model import parse_deployment
 from pangeo_cloud.config.yamlpos import Document, KeyPath, dig, load_yaml
+from pangeo_cloud.deploy.checks import CHECKS, RENDERING_CHECKS, StageContext
+from pangeo_cloud.deploy.checks import scrubber as _scrubber
 from pangeo_cloud.deploy.tools import ToolError
-from pangeo_cloud.validate import (
-    CHECKS,
-    RENDERING_CHECKS,
-    StageContext,
-    _first_report,
-    _Reported,
-    _scrubber,
-)
+from pangeo_cloud.deploy.validate import _first_report, _Reported
 
 SHAPES: list[Any] = ["not-the-right-shape", ["a", "list"], {"a": "mapping"}, None, 12345]
 TARGETS = [("gcp-us-central1-b", "prod"), ("aws-us-west-2", "staging"), ("local", "dev")]
@@ -108,12 +102,17 @@ def test_wrong_shapes_in_values_never_crash(repo_paths, upstream_dir, tmp_path, 
         for shape in SHAPES:
             fuzzed = [*layers, _fuzz_layer(override_at(values, path, shape), tmp_path / "f.yaml")]
             try:
-                fuzzed.append(gateway_hooks_layer(merge_all(fuzzed), repo_paths))
+                fuzzed.append(gateway_hooks_layer(merge_all(fuzzed)))
             except Exception:
                 crashes.append(f"{path} = {shape!r}: hooks: {traceback.format_exc(limit=-3)}")
                 continue
             ctx = StageContext(
-                deployment, stage, repo_paths, str(upstream_dir), fuzzed, merge_all(fuzzed)
+                deployment,
+                deployment.stage(stage),
+                repo_paths,
+                str(upstream_dir),
+                fuzzed,
+                merge_all(fuzzed),
             )
             crashes += [f"{path} = {shape!r}: {crash}" for crash in _run_checks(ctx)]
             tried += 1

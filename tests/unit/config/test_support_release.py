@@ -10,12 +10,8 @@ import pytest
 import yaml
 
 from pangeo_cloud.config import ConfigError, load_deployment
-from pangeo_cloud.config.layering import merge_all, values_layers
-from pangeo_cloud.config.support import (
-    GRAFANA_CLIENT_ID,
-    scrape_configs,
-    support_layers,
-)
+from pangeo_cloud.config.layering import merge_all, support_layers, values_layers
+from pangeo_cloud.config.support import GRAFANA_CLIENT_ID, scrape_configs
 from pangeo_cloud.config.support_checks import (
     check_hub_login,
     check_support_schemas,

@@ -6,7 +6,7 @@ import pytest
 
 from pangeo_cloud.config import traits
 from pangeo_cloud.config.units import parse_byte_spec, parse_quantity
-from pangeo_cloud.validate import validate_all
+from pangeo_cloud.deploy.validate import validate_all
 
 GIB = 2**30
 

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_helpers import MONITORING_SECRETS, SECRET_REGEX, TEST_KEY, age_recipient
+from deploy_support import MONITORING_SECRETS, SECRET_REGEX, TEST_KEY, age_recipient
 
 from pangeo_cloud.deploy.tools import ToolError, find_tool
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_helpers import SECRET_REGEX, TEST_KEY, age_recipient, workflow_pass
+from deploy_support import SECRET_REGEX, TEST_KEY, age_recipient, workflow_pass
 
-from pangeo_cloud.config import ConfigError, Paths, load_deployment
+from pangeo_cloud.config import ConfigError, Paths, load_deployment, resolve_target
 from pangeo_cloud.config.layering import merge_all, values_layers
 from pangeo_cloud.deploy import release
 from pangeo_cloud.deploy.sops import SopsDecryptor
@@ -45,7 +45,9 @@ SECRETS = textwrap.dedent(
 def test_dry_run_plan_lists_steps_commands_and_values_in_order(repo_paths: Paths) -> None:
     deployment = load_deployment(DEP, repo_paths)
     lines: list[str] = []
-    plan = release.dry_run(deployment, "staging", repo_paths, out=lines.append, checks=False)
+    plan = release.dry_run(
+        resolve_target(deployment, "staging", repo_paths), out=lines.append, checks=False
+    )
     assert [s.name for s in plan.steps] == list(release.STEPS)
     data = plan.as_dict()
     assert [v["file"] for v in data["values"]] == [
@@ -90,7 +92,9 @@ def test_kube_context_is_passed_to_every_cluster_command(repo_copy: Paths, edit_
     file = repo_copy.deployments / DEP / "deployment.yaml"
     edit_yaml(file, "    release: staging\n", "    release: staging\n    kubeContext: gke-x\n")
     plan = release.dry_run(
-        load_deployment(DEP, repo_copy), "staging", repo_copy, out=lambda _: None, checks=False
+        resolve_target(DEP, "staging", repo_copy),
+        out=lambda _: None,
+        checks=False,
     )
     data = {s["name"]: s["command"] for s in plan.as_dict()["steps"]}
     assert data["cluster"][-2:] == ["--context", "gke-x"]
@@ -128,7 +132,7 @@ def test_values_order_gives_helm_exactly_the_validated_values(
     (probe / "templates" / "probe.yaml").write_text(PROBE_TEMPLATE)
     tmp = tmp_path / "values"
     tmp.mkdir()
-    plan = release.build_plan(deployment, deployment.stage("staging"), repo_copy, layers, tmp=tmp)
+    plan = release.build_plan(resolve_target(deployment, "staging", repo_copy), layers, tmp=tmp)
     for vf in plan.values:
         if vf.kind == "generated":
             vf.path.write_text(yaml.safe_dump(vf.data))
@@ -240,9 +244,7 @@ def _entries(log: Path) -> list[dict]:
 
 def test_deploy_runs_every_step_and_removes_plaintext(deploy_repo: Paths, stub_cluster) -> None:
     lines: list[str] = []
-    plan = release.deploy(
-        load_deployment(DEP, deploy_repo), "staging", deploy_repo, out=lines.append
-    )
+    plan = release.deploy(resolve_target(DEP, "staging", deploy_repo), out=lines.append)
     progress = [line for line in lines if line.startswith("[")]
     assert [p.split("]")[0] + "]" for p in progress] == [f"[{i}/8]" for i in range(1, 9)]
     assert [p.split("] ")[1].split(":")[0] for p in progress] == list(release.STEPS)
@@ -275,7 +277,8 @@ def test_failed_upgrade_names_the_step_and_cleans_up(
     monkeypatch.setenv("STUB_UPGRADE_FAIL", "1")
     with pytest.raises(release.DeployError) as info:
         release.deploy(
-            load_deployment(DEP, deploy_repo), "staging", deploy_repo, out=lambda _: None
+            resolve_target(DEP, "staging", deploy_repo),
+            out=lambda _: None,
         )
     message = str(info.value)
     assert "\n" not in message
@@ -292,11 +295,11 @@ def test_failed_upgrade_names_the_step_and_cleans_up(
 def test_prod_refuses_until_staging_passed(deploy_repo: Paths, stub_cluster, monkeypatch) -> None:
     deployment = load_deployment(DEP, deploy_repo)
     with pytest.raises(release.DeployError, match="failed at step 'promotion'.*has not passed"):
-        release.deploy(deployment, "prod", deploy_repo, out=lambda _: None)
+        release.deploy(resolve_target(deployment, "prod", deploy_repo), out=lambda _: None)
     assert _entries(stub_cluster) == []  # nothing reached the cluster commands
     workflow_pass(monkeypatch, deploy_repo.root, DEP, "staging")
     lines: list[str] = []
-    release.deploy(deployment, "prod", deploy_repo, out=lines.append)
+    release.deploy(resolve_target(deployment, "prod", deploy_repo), out=lines.append)
     assert any(f"passed/{DEP}/staging/" in line for line in lines)
 
 
@@ -304,7 +307,8 @@ def test_missing_key_stops_at_decrypt(deploy_repo: Paths, stub_cluster, monkeypa
     monkeypatch.delenv("SOPS_AGE_KEY_FILE")
     with pytest.raises(release.DeployError) as info:
         release.deploy(
-            load_deployment(DEP, deploy_repo), "staging", deploy_repo, out=lambda _: None
+            resolve_target(DEP, "staging", deploy_repo),
+            out=lambda _: None,
         )
     assert "at step 'decrypt'" in str(info.value) and "no decryption key" in str(info.value)
     assert "nothing in the cluster was changed" in str(info.value)
@@ -323,9 +327,7 @@ def test_decrypt_failure_names_a_missing_recipient(
         f"    gcp_kms: {kms}\n    age: {age_recipient(TEST_KEY)}\n"
     )
     with pytest.raises(release.DeployError) as info:
-        release.deploy(
-            load_deployment(DEP, deploy_repo), "staging", deploy_repo, out=lambda _: None
-        )
+        release.deploy(resolve_target(DEP, "staging", deploy_repo), out=lambda _: None)
     message = str(info.value)
     assert "\n" not in message and "at step 'decrypt'" in message
     assert f"likely cause: {deploy_repo.deployments / DEP / 'secrets' / 'staging.enc.yaml'}" in (
@@ -341,7 +343,8 @@ def test_unreachable_cluster_stops_before_changes(
     monkeypatch.setenv("STUB_UNREACHABLE", "1")
     with pytest.raises(release.DeployError) as info:
         release.deploy(
-            load_deployment(DEP, deploy_repo), "staging", deploy_repo, out=lambda _: None
+            resolve_target(DEP, "staging", deploy_repo),
+            out=lambda _: None,
         )
     message = str(info.value)
     assert "at step 'cluster'" in message and "cannot reach the Kubernetes cluster" in message
@@ -371,7 +374,8 @@ def test_unreachable_cluster_with_real_kubectl(
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     with pytest.raises(release.DeployError) as info:
         release.deploy(
-            load_deployment(DEP, deploy_repo), "staging", deploy_repo, out=lambda _: None
+            resolve_target(DEP, "staging", deploy_repo),
+            out=lambda _: None,
         )
     assert "at step 'cluster'" in str(info.value)
     assert f"KUBECONFIG={kubeconfig}" in str(info.value)
@@ -382,7 +386,8 @@ def test_missing_helm_is_one_line(deploy_repo: Paths, monkeypatch, tmp_path: Pat
     monkeypatch.setenv("PANGEO_TOOLS_DIR", str(tmp_path / "nothing"))
     with pytest.raises(release.DeployError) as info:
         release.deploy(
-            load_deployment(DEP, deploy_repo), "staging", deploy_repo, out=lambda _: None
+            resolve_target(DEP, "staging", deploy_repo),
+            out=lambda _: None,
         )
     message = str(info.value)
     assert "\n" not in message and "`helm` not found" in message
@@ -422,11 +427,11 @@ def test_cli_dry_run_json(repo_paths: Paths, capsys, monkeypatch) -> None:
 
 _CHILD = """\
 import sys
-from pangeo_cloud.config import Paths, load_deployment
+from pangeo_cloud.config import Paths, load_deployment, resolve_target
 from pangeo_cloud.deploy import release
 from pathlib import Path
 paths = Paths(Path(sys.argv[1]))
-release.deploy(load_deployment(sys.argv[2], paths), "staging", paths,
+release.deploy(resolve_target(sys.argv[2], "staging", paths),
                out=lambda line: print(line, flush=True))
 """
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pangeo_cloud.config import Paths, load_deployment
+from pangeo_cloud.config import Paths, load_deployment, resolve_target
 from pangeo_cloud.deploy.diff import (
     MASK,
     MASK_CHANGED,
@@ -84,7 +84,7 @@ def test_no_cluster_is_one_clear_line(
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     with pytest.raises(ToolError) as info:
-        diff_stage(load_deployment(DEP, repo_paths), "staging", repo_paths)
+        diff_stage(resolve_target(DEP, "staging", repo_paths))
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("cannot reach the Kubernetes cluster")
@@ -136,7 +136,7 @@ def test_diff_against_a_live_manifest_with_real_helm_template(
 
     layers = values_layers(deployment, "staging", paths=repo_copy, decrypt=SopsDecryptor())
     stream, _ = render_stage(
-        deployment, "staging", repo_copy, layers, server=False, is_upgrade=False
+        resolve_target(deployment, "staging", repo_copy), layers, server=False, is_upgrade=False
     )
     docs = [d for d in yaml.safe_load_all(stream) if d]
     assert docs and merge_all(layers)  # the umbrella renders something
@@ -153,7 +153,7 @@ def test_diff_against_a_live_manifest_with_real_helm_template(
     live = tmp_path / "live.yaml"
     live.write_text(yaml.safe_dump_all(docs))
     monkeypatch.setenv("STUB_LIVE", str(live))
-    result = diff_stage(deployment, "staging", repo_copy)
+    result = diff_stage(resolve_target(deployment, "staging", repo_copy))
     assert result.live_found
     assert "very-secret-oauth-value" not in result.text
     assert b64("very-secret-oauth-value") not in result.text

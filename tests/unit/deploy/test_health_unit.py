@@ -49,17 +49,17 @@ def test_cli_without_token_or_domain(repo_paths, capsys, monkeypatch) -> None:
 
 
 def test_a_kernel_error_without_message_says_where_it_was_raised() -> None:
-    from pangeo_cloud.deploy.health import _kernel_error
+    from pangeo_cloud.deploy.hubapi import kernel_error
 
     content = {
         "ename": "ValueError",
         "evalue": "",
         "traceback": ["\x1b[0;31mValueError\x1b[0m", 'File "/opt/dask_gateway/client.py", line 9'],
     }
-    assert _kernel_error(content) == (
+    assert kernel_error(content) == (
         'ValueError with no message (raised at File "/opt/dask_gateway/client.py", line 9)'
     )
-    assert _kernel_error({"ename": "KeyError", "evalue": "'x'"}) == "KeyError: 'x'"
+    assert kernel_error({"ename": "KeyError", "evalue": "'x'"}) == "KeyError: 'x'"
 
 
 # --- where the admin token goes (issue 14) -------------------------------------------

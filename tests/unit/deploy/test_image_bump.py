@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 
-from deploy_helpers import REPO_ROOT
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.config import Paths
-from pangeo_cloud.validate import validate_all
+from pangeo_cloud.deploy.validate import validate_all
 
 
 def _script():

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from deploy_helpers import workflow_pass
+from deploy_support import workflow_pass
 
-from pangeo_cloud.config import load_deployment
+from pangeo_cloud.config import load_deployment, resolve_target
 from pangeo_cloud.deploy.pass_tags import DEPLOY_TAGGER_EMAIL, DEPLOY_TAGGER_NAME
 from pangeo_cloud.deploy.promotion import (
     PromotionError,
@@ -31,7 +31,7 @@ def test_prod_refuses_a_commit_that_did_not_pass_staging(git_repo) -> None:
     deployment = load_deployment(DEP, paths)
     sha = git("rev-parse", "HEAD")
     with pytest.raises(PromotionError) as info:
-        check_promotion(deployment, "prod", paths)
+        check_promotion(resolve_target(deployment, "prod", paths))
     message = str(info.value)
     assert "\n" not in message
     assert f"has not passed {DEP}/staging" in message
@@ -40,7 +40,7 @@ def test_prod_refuses_a_commit_that_did_not_pass_staging(git_repo) -> None:
 
 def test_staging_has_no_rule(git_repo) -> None:
     paths, _ = git_repo
-    assert check_promotion(load_deployment(DEP, paths), "staging", paths) is None
+    assert check_promotion(resolve_target(DEP, "staging", paths)) is None
 
 
 def test_recorded_pass_allows_prod_and_is_readable(git_repo, monkeypatch) -> None:
@@ -53,11 +53,11 @@ def test_recorded_pass_allows_prod_and_is_readable(git_repo, monkeypatch) -> Non
     shown = git("tag", "-l", "-n9", "passed/*")
     assert "passed deploy and health check" in shown and "deploy workflow" in shown
     assert "actions/runs/4242" in shown
-    record = check_promotion(load_deployment(DEP, paths), "prod", paths)
+    record = check_promotion(resolve_target(DEP, "prod", paths))
     assert record is not None and record.tag == tag and record.carried_from is None
     # Another deployment's pass does not count.
     with pytest.raises(PromotionError):
-        check_promotion(load_deployment("aws-us-west-2", paths), "prod", paths)
+        check_promotion(resolve_target("aws-us-west-2", "prod", paths))
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ def test_pass_carries_over_changes_that_do_not_affect_staging(
     passed = git("rev-parse", "HEAD")
     workflow_pass(monkeypatch, paths.root, DEP, "staging")
     _commit(paths, git, rel, "# changed\n", f"change {rel}")
-    record = check_promotion(load_deployment(DEP, paths), "prod", paths)
+    record = check_promotion(resolve_target(DEP, "prod", paths))
     assert record is not None and record.carried_from == passed
 
 
@@ -94,9 +94,9 @@ def test_changes_to_staging_inputs_need_a_new_pass(git_repo, rel: str, monkeypat
     workflow_pass(monkeypatch, paths.root, DEP, "staging")
     _commit(paths, git, rel, "# changed\n", f"change {rel}")
     with pytest.raises(PromotionError, match="has not passed"):
-        check_promotion(load_deployment(DEP, paths), "prod", paths)
+        check_promotion(resolve_target(DEP, "prod", paths))
     workflow_pass(monkeypatch, paths.root, DEP, "staging")
-    assert check_promotion(load_deployment(DEP, paths), "prod", paths) is not None
+    assert check_promotion(resolve_target(DEP, "prod", paths)) is not None
 
 
 def test_uncommitted_changes_are_refused(git_repo, monkeypatch) -> None:
@@ -105,16 +105,16 @@ def test_uncommitted_changes_are_refused(git_repo, monkeypatch) -> None:
     common = paths.deployments / DEP / "values" / "common.yaml"
     common.write_text(common.read_text() + "# local edit\n")
     with pytest.raises(PromotionError, match="uncommitted: deployments/gcp-us-central1-b/values"):
-        check_promotion(load_deployment(DEP, paths), "prod", paths)
+        check_promotion(resolve_target(DEP, "prod", paths))
     common.write_text(common.read_text().replace("# local edit\n", ""))
     (paths.root / "docs" / "notes.md").write_text("untracked docs are fine\n")
-    assert check_promotion(load_deployment(DEP, paths), "prod", paths) is not None
+    assert check_promotion(resolve_target(DEP, "prod", paths)) is not None
 
 
 def test_not_a_git_repository(repo_copy, monkeypatch) -> None:
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(repo_copy.root.parent))
     with pytest.raises(PromotionError, match="commit cannot be determined"):
-        check_promotion(load_deployment(DEP, repo_copy), "prod", repo_copy)
+        check_promotion(resolve_target(DEP, "prod", repo_copy))
 
 
 # --- forged passes: each is refused with one line naming what is wrong -----------
@@ -167,7 +167,7 @@ def test_forged_pass_is_refused(git_repo, monkeypatch, forgery: str, needle: str
         _tag(monkeypatch, git, "-a", "innocent", "-m", f"passed\n{RUN}", sha)
         git("update-ref", f"refs/tags/{tag}", git("rev-parse", "refs/tags/innocent"))
     with pytest.raises(PromotionError) as info:
-        check_promotion(load_deployment(DEP, paths), "prod", paths)
+        check_promotion(resolve_target(DEP, "prod", paths))
     message = str(info.value)
     assert "\n" not in message
     assert needle in message, message
@@ -181,11 +181,11 @@ def test_forged_pass_on_an_earlier_commit_is_not_carried_over(git_repo, monkeypa
     git("tag", tag_name(DEP, "staging", base), base)
     _commit(paths, git, "docs/index.md", "more\n", "docs")
     with pytest.raises(PromotionError, match="no earlier real pass"):
-        check_promotion(load_deployment(DEP, paths), "prod", paths)
+        check_promotion(resolve_target(DEP, "prod", paths))
     # The workflow's pass of the same earlier commit does carry over.
     git("tag", "-d", tag_name(DEP, "staging", base))
     workflow_pass(monkeypatch, paths.root, DEP, "staging", rev=base)
-    record = check_promotion(load_deployment(DEP, paths), "prod", paths)
+    record = check_promotion(resolve_target(DEP, "prod", paths))
     assert record is not None and record.carried_from == base
 
 
@@ -194,7 +194,7 @@ def test_pass_recorded_by_hand_does_not_promote(git_repo) -> None:
     paths, _ = git_repo
     record_pass(paths.root, DEP, "staging", note="by hand")
     with pytest.raises(PromotionError, match="not by the deploy workflow"):
-        check_promotion(load_deployment(DEP, paths), "prod", paths)
+        check_promotion(resolve_target(DEP, "prod", paths))
 
 
 def test_recording_over_a_forged_tag_refuses(git_repo, monkeypatch) -> None:

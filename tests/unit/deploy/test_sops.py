@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_helpers import REPO_ROOT, TEST_KEY, WRONG_KEY, age_recipient
+from deploy_support import TEST_KEY, WRONG_KEY, age_recipient
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.config import ConfigError, Paths, load_deployment
 from pangeo_cloud.config.layering import SOPS_MASK, merge_all, values_layers

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from deploy_helpers import SECRET_REGEX, TEST_KEY, WRONG_KEY, age_recipient
+from deploy_support import SECRET_REGEX, TEST_KEY, WRONG_KEY, age_recipient
 
 from pangeo_cloud.config.recipients import recipient_problems, rule_recipients
-from pangeo_cloud.validate import validate_all
+from pangeo_cloud.deploy.validate import validate_all
 
 DEP = "gcp-us-central1-b"
 KMS = "projects/p/locations/global/keyRings/r/cryptoKeys/sops"
@@ -34,7 +34,9 @@ def _values_result(paths, target=f"{DEP}/staging"):
 def test_the_repository_files_lack_the_ci_kms_key(repo_paths) -> None:
     result = _values_result(repo_paths)
     assert result.ok  # a warning: only an operator with the keys can fix it
-    (warning,) = result.warnings
+    # Both of the stage's files (<stage>.enc.yaml and <stage>-monitoring.enc.yaml).
+    assert len(result.warnings) == 2, result.warnings
+    warning = result.warnings[0]
     assert warning.startswith(f"deployments/{DEP}/secrets/staging.enc.yaml: not encrypted for ")
     assert "gcp_kms projects/pangeo-181919/locations/us-central1/keyRings/pangeo-cloud" in warning
     assert ".sops.yaml creation_rules[0]" in warning and "sops updatekeys" in warning

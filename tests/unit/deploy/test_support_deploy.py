@@ -17,11 +17,10 @@ import pytest
 import yaml
 
 from pangeo_cloud.config import Paths, load_deployment
-from pangeo_cloud.config.layering import merge, merge_all
-from pangeo_cloud.config.support import support_layers
+from pangeo_cloud.config.layering import merge, merge_all, support_layers
 from pangeo_cloud.deploy import release
 from pangeo_cloud.deploy.sops import SopsDecryptor
-from pangeo_cloud.deploy.support import DEPLOY_STEPS, deploy_support
+from pangeo_cloud.deploy.support_deploy import DEPLOY_STEPS, deploy_support
 
 DEP = "gcp-us-central1-b"
 SUPPORT_SECRETS = """\

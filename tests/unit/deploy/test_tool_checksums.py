@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_helpers import REPO_ROOT
+from repo_support import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "install-go-tools.sh"
 FAKE_GO = """#!/usr/bin/env bash

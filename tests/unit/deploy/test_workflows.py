@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 import yaml
-from deploy_helpers import REPO_ROOT
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.deploy.tools import ToolError, find_tool
 

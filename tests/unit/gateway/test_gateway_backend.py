@@ -1,8 +1,10 @@
-"""The per-user arithmetic of pangeo_cloud.gateway.backend (the rest runs in integration)."""
+"""The per-user arithmetic of the gateway backend, pangeo_cloud.gateway.usage (the rest of
+pangeo_cloud.gateway.backend runs in integration)."""
 
 from __future__ import annotations
 
-from pangeo_cloud.gateway.backend import (
+from pangeo_cloud.gateway.policy import GIB, UserLimits
+from pangeo_cloud.gateway.usage import (
     FREE_HINT,
     Usage,
     cluster_usage,
@@ -10,7 +12,6 @@ from pangeo_cloud.gateway.backend import (
     refusal,
     workers_allowed,
 )
-from pangeo_cloud.gateway.policy import GIB, UserLimits
 
 # A cluster config as stored: 1-core 2 GiB scheduler, 2-core 4 GiB workers.
 CONFIG = {

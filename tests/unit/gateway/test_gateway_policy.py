@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
+from repo_support import REPO_ROOT
 
 from pangeo_cloud.gateway.policy import GIB, GatewaySettingsError, Limits, Policy, UserLimits
 
-VALUES = Path(__file__).resolve().parents[3] / "helm-chart" / "pangeo-cloud" / "values.yaml"
+VALUES = REPO_ROOT / "helm-chart" / "pangeo-cloud" / "values.yaml"
 SCRATCH = {"url": "gs://pangeo-scratch"}
 
 

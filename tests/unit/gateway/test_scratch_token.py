@@ -21,7 +21,7 @@ def hub_standin(status: int, answer: dict) -> tuple[ThreadingHTTPServer, list[di
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:  # http.server API
             length = int(self.headers["Content-Length"])
             seen.append(
                 {
@@ -34,7 +34,7 @@ def hub_standin(status: int, answer: dict) -> tuple[ThreadingHTTPServer, list[di
             self.end_headers()
             self.wfile.write(json.dumps(answer).encode())
 
-        def log_message(self, *args) -> None:  # noqa: ANN002
+        def log_message(self, *args) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

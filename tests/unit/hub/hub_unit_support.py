@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import yaml
+from repo_support import REPO_ROOT
 from traitlets.config import Config
 
 from pangeo_cloud.config.layering import merge
@@ -17,7 +17,7 @@ from pangeo_cloud.hub.config import configure
 from pangeo_cloud.hub.z2jh_values import apply_z2jh_values, values_get_config
 from pangeo_cloud.testing.offline import OFFLINE_KUBECONFIG
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = REPO_ROOT
 CHART_VALUES = REPO / "helm-chart" / "pangeo-cloud" / "values.yaml"
 
 # A kubeconfig naming a closed loopback port: KubeSpawner loads a client

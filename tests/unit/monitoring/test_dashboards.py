@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 
 import pytest
+from repo_support import REPO_ROOT as REPO
 
-from pangeo_cloud import dashboards
+from pangeo_cloud.config import dashboards
 
-REPO = Path(__file__).resolve().parents[3]
 DIRECTORY = REPO / "helm-chart" / "support" / "files" / "dashboards"
 FILES = dashboards.dashboard_files(DIRECTORY)
 

@@ -36,12 +36,8 @@ def _stop_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 def up_command() -> list[str]:
-    """`pangeo-cloud up` through the CLI when it lists the command, else its module."""
-    from pangeo_cloud import cli
-
-    if "pangeo_cloud.commands.up" in cli.COMMAND_MODULES:
-        return [sys.executable, "-m", "pangeo_cloud.cli", "up"]
-    return [sys.executable, "-m", "pangeo_cloud.commands.up"]
+    """`pangeo-cloud up`, run through the CLI module as a user runs it."""
+    return [sys.executable, "-m", "pangeo_cloud.cli", "up"]
 
 
 class SpawnFailed(RuntimeError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+from repo_support import FIXTURES
+
 TEST_KEY = FIXTURES / "age" / "test-key.txt"
 WRONG_KEY = FIXTURES / "age" / "wrong-key.txt"
 SECRET_REGEX = "^(client_id|client_secret|apiToken|.*[Tt]oken|.*[Ss]ecret)$"

@@ -13,210 +13,56 @@ decrypted values never appear in a message.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pangeo_cloud.config import ConfigError, Deployment, Paths, load_deployment, traits
-from pangeo_cloud.config.errors import error_list, format_key_path
+from pangeo_cloud.config import (
+    ConfigError,
+    Deployment,
+    Paths,
+    Target,
+    list_deployments,
+    load_deployment,
+)
+from pangeo_cloud.config.errors import error_list
 from pangeo_cloud.config.identity import shared_principals
-from pangeo_cloud.config.layering import (
-    Decryptor,
-    Layer,
-    merge,
-    merge_all,
-    origin,
-    values_layers,
-)
-from pangeo_cloud.config.manifests import load_crds, validate_manifests
-from pangeo_cloud.config.promises import check_promises
+from pangeo_cloud.config.layering import Decryptor, Layer, merge_all, values_layers
 from pangeo_cloud.config.recipients import recipient_problems, shared_cloud_keys
-from pangeo_cloud.config.schemas import (
-    UpstreamChart,
-    chart_dependencies,
-    find_upstream,
-    validate_subchart,
-    validate_umbrella,
-)
 from pangeo_cloud.config.secrets import plain_values_errors
 from pangeo_cloud.config.support import SUPPORT_TARGET, require_support
-from pangeo_cloud.deploy import helm
+from pangeo_cloud.config.yamlpos import Document
+from pangeo_cloud.deploy.checks import (
+    CHECKS,
+    RENDERING_CHECKS,
+    CheckResult,
+    StageContext,
+    run_check,
+    scrubber,
+)
+from pangeo_cloud.deploy.support import validate_support
 from pangeo_cloud.deploy.tools import ToolError
 
 
-@dataclass
-class CheckResult:
-    """The outcome of one check for one deployment stage."""
-
-    target: str  # deployment/stage
-    check: str
-    ok: bool
-    errors: list[str] = field(default_factory=list)
-    note: str = ""
-    # Problems that do not fail the check unless `validate --strict` (e.g. a secrets
-    # file whose recipients differ from .sops.yaml: fixable only with the keys).
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "check": self.check,
-            "ok": self.ok,
-            "errors": self.errors,
-            "note": self.note,
-            "warnings": self.warnings,
-        }
-
-
-@dataclass
-class StageContext:
-    """What the checks of one stage share (computed once)."""
-
-    deployment: Deployment
-    stage: str
-    paths: Paths
-    upstream_dir: str | None
-    layers: list[Layer] = field(default_factory=list)
-    values: dict[str, Any] = field(default_factory=dict)
-    upstream: dict[str, UpstreamChart] = field(default_factory=dict)
-    manifests: list[dict[str, Any]] | None = None
-
-    @property
-    def target(self) -> str:
-        return f"{self.deployment.name}/{self.stage}"
-
-
-def render_values(ctx: StageContext) -> dict[str, Any]:
-    """Merged values plus the pinned generated secrets (render only, never deploy)."""
-    return merge(ctx.values, helm.RENDER_PINNED_VALUES)
-
-
-def render(ctx: StageContext) -> tuple[str, helm.ChartView]:
-    """`helm template` of one stage; returns the stream and the chart view used."""
-    st = ctx.deployment.stage(ctx.stage)
-    with helm.chart_view(ctx.paths.chart) as view:
-        stream = helm.template(
-            view,
-            render_values(ctx),
-            release=st.release,
-            namespace=st.namespace,
-            kube_version=ctx.deployment.kubernetes_version,
-        )
-    return stream, view
-
-
-def _subchart_note(view: helm.ChartView) -> str:
-    if view.full:
-        return "full chart with subcharts"
-    return (
-        "umbrella templates only: subcharts "
-        + ", ".join(view.missing)
-        + " not downloaded (run `helm dependency build` with network)"
-    )
-
-
-# --- the checks ----------------------------------------------------------------
-
-
-def check_schemas(ctx: StageContext) -> tuple[list[ConfigError], str]:
-    errors: list[ConfigError] = []
-    sources = []
-    for name, version in chart_dependencies(ctx.paths):
-        upstream = find_upstream(name, version, ctx.paths, ctx.upstream_dir)
-        ctx.upstream[name] = upstream
-        sources.append(f"{name} {version}")
-        errors += validate_subchart(ctx.values, upstream, ctx.layers)
-    errors += validate_umbrella(ctx.values, ctx.paths, ctx.layers)
-    return errors, "against " + ", ".join(sources) + " and the umbrella schema"
-
-
-def check_promises_(ctx: StageContext) -> tuple[list[ConfigError], str]:
-    gateway = ctx.upstream.get("dask-gateway")
-    errors = check_promises(
-        ctx.deployment,
-        ctx.values,
-        ctx.layers,
-        image_file=ctx.paths.images / "notebook" / "image.yaml",
-        gateway_app_version=gateway.app_version if gateway else None,
-    )
-    return errors, ""
-
-
-def check_traits(ctx: StageContext) -> tuple[list[ConfigError], str]:
-    """Pass-through config (hub.config, kubespawner_override, gateway) vs the real classes."""
-    errors: list[ConfigError] = []
-    notes = []
-    for what, check, versions in (
-        ("hub", traits.hub_problems, traits.hub_classes),
-        ("gateway", traits.gateway_problems, traits.gateway_classes),
-    ):
-        try:
-            problems = check(ctx.values)
-        except traits.Unavailable as exc:
-            notes.append(f"{what}: skipped: its packages are not installed ({exc})")
-            continue
-        notes.append(f"{what}: {versions().versions}")
-        for problem in problems:
-            file, line = origin(ctx.layers, problem.path)
-            errors.append(
-                ConfigError(
-                    problem.message, file=file, line=line, key_path=format_key_path(problem.path)
-                )
-            )
-    return errors, "; ".join(notes)
-
-
-def check_lint(ctx: StageContext) -> tuple[list[ConfigError], str]:
-    with helm.chart_view(ctx.paths.chart) as view:
-        helm.lint(view, render_values(ctx), ctx.deployment.kubernetes_version)
-    return [], _subchart_note(view)
-
-
-def check_manifests(ctx: StageContext) -> tuple[list[ConfigError], str]:
-    stream, view = render(ctx)
-    ctx.manifests = helm.split_manifests(stream)
-    crd_files = sorted(
-        ctx.paths.upstream_dirs(ctx.upstream_dir)[-1].glob("dask-gateway-*/crds/*.yaml")
-    )
-    crds = load_crds(crd_files)
-    errors = validate_manifests(ctx.manifests, ctx.deployment.kubernetes_version, crds)
-    return errors, (
-        f"{len(ctx.manifests)} objects, Kubernetes {ctx.deployment.kubernetes_version}; "
-        + _subchart_note(view)
-    )
-
-
-# Checks that render the chart: pointless once the values fail their schemas.
-RENDERING_CHECKS = {"helm-lint", "manifests"}
-CHECKS: list[tuple[str, Callable[[StageContext], tuple[list[ConfigError], str]]]] = [
-    ("schemas", check_schemas),
-    ("promises", check_promises_),
-    ("traits", check_traits),
-    ("helm-lint", check_lint),
-    ("manifests", check_manifests),
-]
-
-
 def validate_stage(
-    deployment: Deployment,
-    stage: str,
-    paths: Paths,
+    target: Target,
     *,
     upstream_dir: str | None = None,
     decrypt: Decryptor | None = None,
     on_result: Callable[[CheckResult], None] | None = None,
     only: set[str] | None = None,
+    layers: list[Layer] | None = None,
 ) -> list[CheckResult]:
     """Run every check (or those in `only`) for one stage.
 
     Files that cannot be loaded stop the stage after `values`; values that fail
     their schemas skip only the rendering checks; a check that crashes is
-    reported as an internal error and the others still run.
+    reported as an internal error and the others still run. `layers` already
+    built for the target (masked, by a deploy) are checked as they are.
     """
-    ctx = StageContext(deployment, stage, paths, upstream_dir)
+    ctx = StageContext(target.deployment, target.stage, target.paths, upstream_dir)
     results: list[CheckResult] = []
 
     def emit(result: CheckResult) -> None:
@@ -227,8 +73,12 @@ def validate_stage(
     # Problems of a secrets file fail `values`, but the checks still run (masked).
     secret_problems: list[ConfigError] = []
     try:
-        ctx.layers = values_layers(
-            deployment, stage, paths=paths, decrypt=decrypt, secret_problems=secret_problems
+        ctx.layers = layers or values_layers(
+            target.deployment,
+            target.stage,
+            paths=target.paths,
+            decrypt=decrypt,
+            secret_problems=secret_problems,
         )
         ctx.values = merge_all(ctx.layers)
     except ConfigError as exc:
@@ -238,17 +88,13 @@ def validate_stage(
         emit(CheckResult(ctx.target, "values", False, [str(exc)]))
         return results
     for layer in ctx.layers:
-        if layer.name.startswith("values: ") and layer.document is not None:
+        if layer.kind == "values" and layer.document is not None:
             secret_problems += plain_values_errors(layer.document)
     note = " < ".join(layer.name for layer in ctx.layers)
-    recipients = [
-        line
-        for file in deployment.stage(stage).secrets_files
-        for line in recipient_problems(file, _relative(file, paths))
-    ]
+    paths, stages = target.paths, target.deployment.stages
     shared = shared_cloud_keys(
-        {name: st.secrets_files for name, st in deployment.stages.items()},
-        stage,
+        {name: st.secrets_files for name, st in stages.items()},
+        target.stage.name,
         lambda file: _relative(file, paths),
     )
     emit(
@@ -258,7 +104,7 @@ def validate_stage(
             not secret_problems and not shared,
             [str(e) for e in secret_problems] + shared,
             note,
-            warnings=recipients,
+            warnings=_recipient_warnings(target),
         )
     )
     schema_failed = False
@@ -271,10 +117,16 @@ def validate_stage(
             continue
         errors, note = run_check(check, ctx)
         errors = [e for e in errors if _first_report(e, name, reported, ctx.values)]
-        scrub = _scrubber(ctx.layers)
+        scrub = scrubber(ctx.layers)
         emit(CheckResult(ctx.target, name, not errors, [scrub(e) for e in errors], note))
         schema_failed = schema_failed or (name == "schemas" and bool(errors))
     return results
+
+
+def _recipient_warnings(target: Target) -> list[str]:
+    """Secrets files not encrypted for every key their .sops.yaml rule names."""
+    files = target.stage.secrets_files
+    return [line for f in files for line in recipient_problems(f, _relative(f, target.paths))]
 
 
 def _relative(file: Path, paths: Paths) -> str:
@@ -335,48 +187,8 @@ def _wrong_shape_prefix(values: Any, key_path: str) -> str | None:
     return None
 
 
-def run_check(
-    check: Callable[[StageContext], tuple[list[ConfigError], str]], ctx: StageContext
-) -> tuple[list[Any], str]:
-    """One check's errors and note; a crash is reported, never stops the other checks."""
-    try:
-        return check(ctx)
-    except ConfigError as exc:
-        return error_list(exc), ""
-    except ToolError as exc:
-        return [exc], ""
-    except Exception as exc:  # a bug of ours: say so, and let the other checks run
-        return [f"internal error: {type(exc).__name__}: {exc} (please report it)"], ""
-
-
-def _scrubber(layers: list[Layer]) -> Callable[[Any], str]:
-    """An error as text without decrypted secret values (schema messages quote values).
-
-    Only the message is scrubbed, never the file:line: key.path prefix, and a
-    value is replaced only where it is not part of a longer word or number.
-    """
-    secrets = sorted({v for layer in layers for v in layer.secret_values}, key=len, reverse=True)
-    pattern = (
-        re.compile("|".join(rf"(?<![\w.]){re.escape(v)}(?![\w])" for v in secrets))
-        if secrets
-        else None
-    )
-
-    def scrub(error: Any) -> str:
-        if pattern is None:
-            return str(error)
-        if isinstance(error, ConfigError):
-            error = dataclasses.replace(error, message=pattern.sub("<secret>", error.message))
-            return str(error)
-        return pattern.sub("<secret>", str(error))
-
-    return scrub
-
-
 def select_targets(selectors: list[str], paths: Paths) -> list[tuple[str, str | None]]:
     """Parse DEPLOYMENT[/STAGE] selectors (all deployments when empty)."""
-    from pangeo_cloud.config import list_deployments
-
     if not selectors:
         return [(name, None) for name in list_deployments(paths)]
     out = []
@@ -426,14 +238,10 @@ def shared_releases(deployments: list[Deployment]) -> dict[str, ConfigError]:
 
 
 def _no_doc(deployment: Deployment) -> Any:
-    from pangeo_cloud.config.yamlpos import Document
-
     return Document(deployment.directory / "deployment.yaml", None)
 
 
 def _load_all(paths: Paths) -> list[Deployment]:
-    from pangeo_cloud.config import list_deployments
-
     out = []
     for name in list_deployments(paths):
         try:
@@ -499,9 +307,7 @@ def validate_all(
                 )
             )
             results += validate_stage(
-                deployment,
-                st,
-                paths,
+                Target(deployment, deployment.stage(st), paths),
                 upstream_dir=upstream_dir,
                 decrypt=decrypt,
                 on_result=on_result,
@@ -509,8 +315,6 @@ def validate_all(
             )
         if support and deployment.support is not None:
             # The cluster's monitoring release (helm-chart/support), same commands.
-            from pangeo_cloud.deploy.support import validate_support
-
             results += validate_support(
                 deployment,
                 paths,
