@@ -21,6 +21,13 @@ The rule that lets them through is narrow on purpose:
   so it never carries a ticket: a GitHub account that happens to share the name
   replaces the ticket when it logs in, and then faces the normal checks.
 
+The issuing service holds no ``admin:users``: the hub creates such users itself
+(:mod:`pangeo_cloud.hub.service_user_api`, ``POST /hub/api/pangeo/service-users``,
+custom scope :data:`CREATE_SCOPE`), only with names under :data:`USER_PREFIX`
+that do not exist yet, puts them in the group :data:`GROUP` and writes the
+ticket; the service's other scopes (:data:`ISSUER_SCOPES`) are filtered to that
+group, so its token cannot act for, or mint a token of, any other user.
+
 This module is shared by the hub (verify) and ``pangeo-cloud health`` (issue),
 so it uses only the standard library.
 """
@@ -36,6 +43,24 @@ from typing import Any
 TICKET_KEY = "pangeo_service_user"
 MAX_LIFETIME = 2 * 3600  # seconds; a health check takes minutes
 DEFAULT_ISSUERS = ("health-check",)
+# Throw-away users: this name prefix, this group (no GitHub team group is named
+# without "org:", so no real user is ever in it), created only by the hub.
+USER_PREFIX = "health-check-"
+GROUP = "health-check-users"
+CREATE_SCOPE = "custom:pangeo-cloud:create:service-users"
+CREATE_PATH = "pangeo/service-users"  # under /hub/api/
+# Everything the health check needs, and nothing more: create users (through the
+# hub's own endpoint), then start, read, stop and delete them and make tokens
+# for them, only for members of GROUP. `pangeo-cloud validate` and the chart
+# tests compare the rendered `health-check` role with exactly this list.
+ISSUER_SCOPES = (
+    CREATE_SCOPE,
+    f"list:users!group={GROUP}",
+    f"read:users!group={GROUP}",
+    f"servers!group={GROUP}",
+    f"tokens!group={GROUP}",
+    f"delete:users!group={GROUP}",
+)
 
 
 def _signature(token: str, service: str, username: str, expires: int) -> str:

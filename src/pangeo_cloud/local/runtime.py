@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pangeo_cloud.config.wiring import env_mapping
+from pangeo_cloud.hub.service_users import ISSUER_SCOPES
 from pangeo_cloud.local import objectstore, processes
 from pangeo_cloud.ports import free_ports
 
@@ -154,6 +155,7 @@ def load_secrets(data_dir: Path, groups: list[str]) -> dict[str, Any]:
     data.setdefault("proxy_auth_token", secrets.token_hex(32))
     data.setdefault("crypt_key", secrets.token_hex(32))
     data.setdefault("health_check_token", secrets.token_hex(32))
+    data.setdefault("admin_token", secrets.token_hex(32))
     if json.dumps(data, sort_keys=True) != before:
         write_private(file, json.dumps(data, indent=2) + "\n")
     os.chmod(file, 0o600)
@@ -292,20 +294,29 @@ def broker_config(values: dict[str, Any], endpoint: str) -> dict[str, Any]:
     }
 
 
-# The admin service `pangeo-cloud health` uses (as the cloud deployments define
-# it in their secrets layers): it creates a test user, starts a server, takes a
-# token for it, and cleans up.
-HEALTH_CHECK_SCOPES = ["admin:users", "admin:servers", "tokens", "access:servers"]
+# The service `pangeo-cloud health` uses, with the role the clusters pin
+# (config/protections.py): only its own throw-away users.
+HEALTH_CHECK_SCOPES = list(ISSUER_SCOPES)
+# This machine's operator (`admin_token` in secrets.json): users, servers and
+# tokens of everyone, as a hub admin has; for `clusters` and tests. The clusters
+# have no such service.
+LOCAL_ADMIN = "local-admin"
+LOCAL_ADMIN_SCOPES = ["admin:users", "admin:servers", "tokens", "admin:groups"]
 
 
-def add_health_check_service(values: dict[str, Any], token: str) -> dict[str, Any]:
-    """Register the `health-check` service and its role with this run's token."""
+def add_health_check_service(
+    values: dict[str, Any], token: str, admin_token: str | None = None
+) -> dict[str, Any]:
+    """Register `health-check` (and, with ``admin_token``, `local-admin`) and their roles."""
     hub = values.setdefault("jupyterhub", {}).setdefault("hub", {})
     hub.setdefault("services", {})["health-check"] = {"apiToken": token, "display": False}
     hub.setdefault("loadRoles", {})["health-check"] = {
         "services": ["health-check"],
         "scopes": HEALTH_CHECK_SCOPES,
     }
+    if admin_token:
+        hub["services"][LOCAL_ADMIN] = {"apiToken": admin_token, "display": False}
+        hub["loadRoles"][LOCAL_ADMIN] = {"services": [LOCAL_ADMIN], "scopes": LOCAL_ADMIN_SCOPES}
     return values
 
 
@@ -405,7 +416,9 @@ class LocalRuntime:
         )
         aws_config = self.data_dir / "run" / "aws-config"
         self.values = local_values(self.values, self.ports, self.store.endpoint, aws_config)
-        add_health_check_service(self.values, self.secrets["health_check_token"])
+        add_health_check_service(
+            self.values, self.secrets["health_check_token"], self.secrets["admin_token"]
+        )
 
     def _take_lock(self) -> None:
         lock = self.data_dir / "run" / "lock"

@@ -1,0 +1,164 @@
+"""Least-privilege settings that an operator's values must not undo.
+
+Two parts:
+
+- :func:`pinned_layer`, a generated values layer placed after the secrets
+  files: the role of each throw-away-user service (``health-check``) is code,
+  not configuration, so its scopes are exactly
+  :data:`pangeo_cloud.hub.service_users.ISSUER_SCOPES` whatever a secrets file
+  says (the secrets file keeps only the token); and the Dask image allowlist
+  defaults to the notebook image's repository.
+- :func:`check_protections` (``pangeo-cloud validate``, check ``protections``):
+  refuses values that would widen what a token, a user pod or a Dask pod can
+  reach: another role for the health-check service, an empty or match-all
+  image allowlist, a Kubernetes token in user or Dask pods, Dask pods that may
+  run as root or escalate, and a switched-off Dask NetworkPolicy.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pangeo_cloud.config.errors import ConfigError, format_key_path
+from pangeo_cloud.config.layering import Layer, origin
+from pangeo_cloud.config.yamlpos import dig
+from pangeo_cloud.hub.service_users import DEFAULT_ISSUERS, ISSUER_SCOPES
+
+KeyPath = tuple[str | int, ...]
+HUB = ("jupyterhub", "hub")
+ALLOWLIST = ("jupyterhub", "custom", "pangeo", "gateway", "imageAllowlist")
+BACKEND = ("dask-gateway", "gateway", "backend")
+# A pattern must spell out its repository: wildcards only in the tag or digest.
+_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:|@sha256:)[A-Za-z0-9_.*-]+$")
+
+
+def _issuers(values: dict[str, Any]) -> list[str]:
+    names = dig(values, ("jupyterhub", "custom", "pangeo", "auth", "serviceUserIssuers"))
+    return [
+        n for n in (names if isinstance(names, list) else DEFAULT_ISSUERS) if isinstance(n, str)
+    ]
+
+
+def default_allowlist(values: dict[str, Any]) -> list[str]:
+    """The notebook image's repository, any tag or digest."""
+    name = dig(values, ("jupyterhub", "singleuser", "image", "name"))
+    if not isinstance(name, str) or not name:
+        return []
+    return [f"{name}:*", f"{name}@sha256:*"]
+
+
+def pinned_layer(values: dict[str, Any]) -> Layer:
+    """The generated layer for the merged ``values`` of the layers below it."""
+    services = dig(values, (*HUB, "services")) or {}
+    roles = {
+        name: {"services": [name], "scopes": list(ISSUER_SCOPES)}
+        for name in _issuers(values)
+        if isinstance(services, dict) and name in services
+    }
+    data: dict[str, Any] = {"jupyterhub": {"hub": {"loadRoles": roles}}} if roles else {}
+    if dig(values, ALLOWLIST) is None:
+        gateway = {"imageAllowlist": default_allowlist(values)}
+        data.setdefault("jupyterhub", {})["custom"] = {"pangeo": {"gateway": gateway}}
+    return Layer(name="generated: pinned service roles, default Dask image allowlist", data=data)
+
+
+class _Checker:
+    def __init__(self, values: dict[str, Any], layers: list[Layer]) -> None:
+        self.v = values
+        self.layers = layers
+        self.errors: list[ConfigError] = []
+
+    def fail(self, path: KeyPath, message: str) -> None:
+        file, line = origin(self.layers, path)
+        self.errors.append(
+            ConfigError(message, file=file, line=line, key_path=format_key_path(path))
+        )
+
+    def get(self, path: KeyPath) -> Any:
+        return dig(self.v, path)
+
+    def service_roles(self) -> None:
+        roles = self.get((*HUB, "loadRoles")) or {}
+        for issuer in _issuers(self.v):
+            for name, role in roles.items() if isinstance(roles, dict) else ():
+                if not isinstance(role, dict) or issuer not in (role.get("services") or []):
+                    continue
+                path = (*HUB, "loadRoles", name)
+                if name != issuer:
+                    self.fail(
+                        path + ("services",),
+                        f"role {name!r} is assigned to the service {issuer!r}, whose only role "
+                        f"is {issuer!r} with the scopes {list(ISSUER_SCOPES)} (remove {issuer!r})",
+                    )
+                elif list(role.get("scopes") or []) != list(ISSUER_SCOPES):
+                    self.fail(path + ("scopes",), f"must be exactly {list(ISSUER_SCOPES)}")
+
+    def image_allowlist(self) -> None:
+        patterns = self.get(ALLOWLIST)
+        if not isinstance(patterns, list) or not patterns:
+            self.fail(
+                ALLOWLIST,
+                "must list the images Dask clusters may run (e.g. 'pangeo/pangeo-notebook:*'); "
+                "leave it unset for the notebook image's repository",
+            )
+            return
+        for i, pattern in enumerate(patterns):
+            if not isinstance(pattern, str) or not _PATTERN.match(pattern):
+                self.fail(
+                    (*ALLOWLIST, i),
+                    f"{pattern!r} is not allowed: a pattern names a repository "
+                    "(registry/name) and may use '*' only in its tag or digest, "
+                    "e.g. 'pangeo/pangeo-notebook:*'",
+                )
+
+    def no_kube_token(self) -> None:
+        path = (*HUB, "config", "KubeSpawner", "automount_service_account_token")
+        if self.get(path) is not False:
+            self.fail(path, "must be false: user pods need no Kubernetes API token")
+        for role in ("scheduler", "worker"):
+            path = (*BACKEND, role, "extraPodConfig", "automountServiceAccountToken")
+            if self.get(path) is not False:
+                self.fail(path, "must be false: Dask pods need no Kubernetes API token")
+
+    def dask_security_context(self) -> None:
+        for role in ("scheduler", "worker"):
+            pod = (*BACKEND, role, "extraPodConfig", "securityContext", "runAsNonRoot")
+            if self.get(pod) is not True:
+                self.fail(pod, "must be true: Dask pods never run as root")
+            ctx = (*BACKEND, role, "extraContainerConfig", "securityContext")
+            if self.get((*ctx, "allowPrivilegeEscalation")) is not False:
+                self.fail((*ctx, "allowPrivilegeEscalation"), "must be false")
+            if self.get((*ctx, "privileged")) not in (None, False):
+                self.fail((*ctx, "privileged"), "must be false or unset")
+            drop = self.get((*ctx, "capabilities", "drop")) or []
+            added = self.get((*ctx, "capabilities", "add")) or []
+            if "ALL" not in drop:
+                self.fail((*ctx, "capabilities", "drop"), "must contain ALL")
+            if added:
+                self.fail((*ctx, "capabilities", "add"), "must be empty: Dask needs no capability")
+
+    def dask_network_policy(self) -> None:
+        path = ("daskNetworkPolicy", "enabled")
+        if self.get(path) is not True:
+            self.fail(path, "must be true: Dask pods may reach only what a Dask cluster needs")
+        path = ("jupyterhub", "singleuser", "networkPolicy", "enabled")
+        if self.get(path) is False:
+            self.fail(path, "must not be false: user pods keep z2jh's NetworkPolicy")
+
+
+CHECKS = (
+    _Checker.service_roles,
+    _Checker.image_allowlist,
+    _Checker.no_kube_token,
+    _Checker.dask_security_context,
+    _Checker.dask_network_policy,
+)
+
+
+def check_protections(values: dict[str, Any], layers: list[Layer]) -> list[ConfigError]:
+    """Every protection the merged ``values`` undo, each located where it was set."""
+    checker = _Checker(values, layers)
+    for check in CHECKS:
+        check(checker)
+    return checker.errors
