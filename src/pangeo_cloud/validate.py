@@ -141,7 +141,8 @@ def check_promises_(ctx: StageContext) -> tuple[list[ConfigError], str]:
 
 def check_protections_(ctx: StageContext) -> tuple[list[ConfigError], str]:
     """Least privilege: the health-check role, Dask images, pod tokens and isolation."""
-    return check_protections(ctx.values, ctx.layers), ""
+    namespace = ctx.deployment.stage(ctx.stage).namespace
+    return check_protections(ctx.values, ctx.layers, namespace=namespace), ""
 
 
 def check_traits(ctx: StageContext) -> tuple[list[ConfigError], str]:

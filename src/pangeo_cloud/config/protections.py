@@ -12,7 +12,8 @@ Two parts:
   refuses values that would widen what a token, a user pod or a Dask pod can
   reach: another role for the health-check service, an empty or match-all
   image allowlist, a Kubernetes token in user or Dask pods, Dask pods that may
-  run as root or escalate, and a switched-off Dask NetworkPolicy.
+  run as root or escalate, a switched-off Dask NetworkPolicy, and the
+  dask-gateway's upstream cluster-wide RBAC instead of ours.
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ def pinned_layer(values: dict[str, Any]) -> Layer:
 
 
 class _Checker:
-    def __init__(self, values: dict[str, Any], layers: list[Layer]) -> None:
+    def __init__(self, values: dict[str, Any], layers: list[Layer], namespace: str | None) -> None:
         self.v = values
         self.layers = layers
+        self.namespace = namespace
         self.errors: list[ConfigError] = []
 
     def fail(self, path: KeyPath, message: str) -> None:
@@ -146,6 +148,25 @@ class _Checker:
         if self.get(path) is False:
             self.fail(path, "must not be false: user pods keep z2jh's NetworkPolicy")
 
+    def gateway_rbac(self) -> None:
+        if self.get(("dask-gateway", "enabled")) is False:
+            return
+        path = ("gatewayRbac", "enabled")
+        if self.get(path) is not True:
+            self.fail(
+                path, "must be true: upstream's ClusterRoles read every Secret of the cluster"
+            )
+        for account in ("gateway", "controller", "traefik"):
+            path = ("dask-gateway", "rbac", account, "serviceAccountName")
+            if not self.get(path):
+                self.fail(
+                    path, "must name our ServiceAccount (else upstream's ClusterRoles are used)"
+                )
+        path = ("dask-gateway", "traefik", "additionalArguments")
+        wanted = f"--providers.kubernetescrd.namespaces={self.namespace}"
+        if self.namespace and wanted not in (self.get(path) or []):
+            self.fail(path, f"must contain {wanted!r}: traefik's Role covers only its namespace")
+
 
 CHECKS = (
     _Checker.service_roles,
@@ -153,12 +174,18 @@ CHECKS = (
     _Checker.no_kube_token,
     _Checker.dask_security_context,
     _Checker.dask_network_policy,
+    _Checker.gateway_rbac,
 )
 
 
-def check_protections(values: dict[str, Any], layers: list[Layer]) -> list[ConfigError]:
-    """Every protection the merged ``values`` undo, each located where it was set."""
-    checker = _Checker(values, layers)
+def check_protections(
+    values: dict[str, Any], layers: list[Layer], namespace: str | None = None
+) -> list[ConfigError]:
+    """Every protection the merged ``values`` undo, each located where it was set.
+
+    ``namespace`` is the stage's (for traefik's namespace flag).
+    """
+    checker = _Checker(values, layers, namespace)
     for check in CHECKS:
         check(checker)
     return checker.errors
