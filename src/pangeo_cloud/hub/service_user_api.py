@@ -18,7 +18,18 @@ that: it asks this endpoint, which needs the custom scope
 ``POST /hub/api/pangeo/service-users`` with an optional JSON body
 ``{"name": "health-check-...", "lifetime": seconds}`` answers 201 with
 ``{"name", "group", "service", "ticket"}`` (``ticket`` false where the hub keeps
-no ``auth_state``). Registered by :func:`configure_service_users`.
+no ``auth_state``).
+
+``POST /hub/api/pangeo/service-users/<name>/tokens`` (same scope) with an
+optional ``{"expires_in": seconds, "note": text}`` answers 201 with
+``{"token", "expires_in", "scopes"}``: a token of that user (a member of the
+group only) that may reach only its own server, for at most
+:data:`TOKEN_MAX_SECONDS`. JupyterHub 5.5's own ``POST /users/<name>/tokens``
+cannot serve here: it matches a service's filtered ``tokens`` scope against
+the wrong kind of resource, so only an unfiltered ``tokens`` (every user's
+tokens) would work.
+
+Both are registered by :func:`configure_service_users`.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ from pangeo_cloud.hub.service_users import (
 
 # Lower-case letters, digits and single hyphens after the prefix, as the
 # random names the hub picks; at most 48 characters in all.
+TOKEN_MAX_SECONDS = 3600
 NAME_PATTERN = re.compile(re.escape(USER_PREFIX) + r"[a-z0-9]+(-[a-z0-9]+)*")
 MAX_NAME = 48
 
@@ -51,13 +63,8 @@ def _refuse(status: int, message: str) -> web.HTTPError:
     return web.HTTPError(status, message)
 
 
-class ServiceUserHandler(APIHandler):
-    """``POST``: create one throw-away user of the requesting service."""
-
-    issuers: dict[str, str] = {}
-
-    def initialize(self, issuers: dict[str, str]) -> None:
-        self.issuers = issuers
+class _ServiceUserBase(APIHandler):
+    """What both endpoints check: the requester is a service with the custom scope."""
 
     def _requesting_service(self) -> Any:
         requester = self.current_user
@@ -68,6 +75,21 @@ class ServiceUserHandler(APIHandler):
         if not isinstance(requester, orm.Service):  # a user, even an admin, has no ticket key
             raise _refuse(403, "Only a service may create throw-away users")
         return requester
+
+    def _body(self) -> dict[str, Any]:
+        body = self.get_json_body() or {}
+        if not isinstance(body, dict):
+            raise _refuse(400, "body must be a JSON object")
+        return body
+
+
+class ServiceUserHandler(_ServiceUserBase):
+    """``POST``: create one throw-away user of the requesting service."""
+
+    issuers: dict[str, str] = {}
+
+    def initialize(self, issuers: dict[str, str]) -> None:
+        self.issuers = issuers
 
     def _name(self, body: dict[str, Any]) -> str:
         name = body.get("name")
@@ -84,9 +106,7 @@ class ServiceUserHandler(APIHandler):
 
     async def post(self) -> None:
         service = self._requesting_service()
-        body = self.get_json_body() or {}
-        if not isinstance(body, dict):
-            raise _refuse(400, "body must be a JSON object")
+        body = self._body()
         name = self._name(body)
         if self.find_user(name) is not None:
             raise _refuse(
@@ -116,16 +136,39 @@ class ServiceUserHandler(APIHandler):
         )
 
 
+class ServiceUserTokenHandler(_ServiceUserBase):
+    """``POST``: a short-lived token of one throw-away user, for its own server only."""
+
+    async def post(self, name: str) -> None:
+        service = self._requesting_service()
+        body = self._body()
+        user = self.find_user(name)
+        if user is None or GROUP not in {g.name for g in user.groups}:
+            raise _refuse(404, f"no throw-away user {name} (only members of {GROUP})")
+        expires_in = body.get("expires_in", TOKEN_MAX_SECONDS)
+        if not isinstance(expires_in, int) or not 0 < expires_in <= TOKEN_MAX_SECONDS:
+            raise _refuse(
+                400, f"expires_in must be 1 to {TOKEN_MAX_SECONDS} seconds, got {expires_in!r}"
+            )
+        scopes = [f"access:servers!user={name}"]
+        note = str(body.get("note") or f"throw-away user of service {service.name}")
+        token = user.new_api_token(note=note, expires_in=expires_in, scopes=scopes)
+        self.log.info("Service %s took a token of %s (%s)", service.name, name, scopes[0])
+        self.set_status(201)
+        self.write(json.dumps({"token": token, "expires_in": expires_in, "scopes": scopes}))
+
+
 def configure_service_users(c: Any, issuers: dict[str, str]) -> None:
-    """Define the custom scope and mount the endpoint on the traitlets config ``c``."""
+    """Define the custom scope and mount both endpoints on the traitlets config ``c``."""
     custom = dict(c.JupyterHub.get("custom_scopes", {}) or {})
     custom[CREATE_SCOPE] = {
         "description": (
-            f"Create new throw-away users named {USER_PREFIX}* in the group {GROUP} "
-            "(pangeo-cloud health)."
+            f"Create new throw-away users named {USER_PREFIX}* in the group {GROUP}, "
+            "and take short-lived tokens of them for their own servers (pangeo-cloud health)."
         )
     }
     c.JupyterHub.custom_scopes = custom
     handlers = list(c.JupyterHub.get("extra_handlers", []) or [])
     handlers.append((rf"/api/{CREATE_PATH}", ServiceUserHandler, {"issuers": dict(issuers)}))
+    handlers.append((rf"/api/{CREATE_PATH}/([^/]+)/tokens", ServiceUserTokenHandler))
     c.JupyterHub.extra_handlers = handlers

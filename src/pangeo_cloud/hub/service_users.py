@@ -49,16 +49,15 @@ USER_PREFIX = "health-check-"
 GROUP = "health-check-users"
 CREATE_SCOPE = "custom:pangeo-cloud:create:service-users"
 CREATE_PATH = "pangeo/service-users"  # under /hub/api/
-# Everything the health check needs, and nothing more: create users (through the
-# hub's own endpoint), then start, read, stop and delete them and make tokens
-# for them, only for members of GROUP. `pangeo-cloud validate` and the chart
-# tests compare the rendered `health-check` role with exactly this list.
+# Everything the health check needs, and nothing more: create users and take
+# their tokens (through the hub's own endpoints, CREATE_SCOPE), then read,
+# start, stop and delete them, only members of GROUP. `pangeo-cloud validate`
+# and the chart tests compare the rendered `health-check` role with this list.
 ISSUER_SCOPES = (
     CREATE_SCOPE,
     f"list:users!group={GROUP}",
     f"read:users!group={GROUP}",
     f"servers!group={GROUP}",
-    f"tokens!group={GROUP}",
     f"delete:users!group={GROUP}",
 )
 

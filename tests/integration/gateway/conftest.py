@@ -373,7 +373,9 @@ def federation_session(tmp_path_factory) -> Federation:
                 hub_process=hub,
                 github=github,
                 team=_users_team(values),
-                admin_token=values["hub"]["services"]["health-check"]["apiToken"],
+                # An admin:servers token (the harness's admin service): the
+                # health-check service reaches only its own throw-away users.
+                admin_token=hub.token,
                 gateway_address=address,
                 gateway_log=tmp / "gateway.log",
                 gateway_pid=gateway.pid,
