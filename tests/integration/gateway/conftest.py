@@ -165,8 +165,8 @@ class Federation:
     github: GitHubStandIn
     # The deployment's team whose members may log in (not its admin team).
     team: str
-    # The deployment's `health-check` service token: what `pangeo-cloud
-    # clusters` uses by default (its role has admin:servers).
+    # A token with admin:servers, as `pangeo-cloud clusters` needs (a hub
+    # admin's in production; here the harness's admin service).
     admin_token: str
     gateway_address: str
     gateway_log: Path
