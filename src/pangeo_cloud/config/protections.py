@@ -34,6 +34,11 @@ BACKEND = ("dask-gateway", "gateway", "backend")
 _PATTERN = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:|@sha256:)[A-Za-z0-9_.*-]+$")
 
 
+def _list(value: Any) -> list[Any]:
+    """``value`` if it is a list, else empty (a wrong shape is the schema check's)."""
+    return value if isinstance(value, list) else []
+
+
 def _issuers(values: dict[str, Any]) -> list[str]:
     names = dig(values, ("jupyterhub", "custom", "pangeo", "auth", "serviceUserIssuers"))
     return [
@@ -49,16 +54,25 @@ def default_allowlist(values: dict[str, Any]) -> list[str]:
     return [f"{name}:*", f"{name}@sha256:*"]
 
 
+def _mapping_or_unset(values: dict[str, Any], path: tuple[str, ...]) -> bool:
+    """Whether the layer may add keys under ``path`` (a wrong shape stays for the schema check)."""
+    value = dig(values, path)
+    return value is None or isinstance(value, dict)
+
+
 def pinned_layer(values: dict[str, Any]) -> Layer:
     """The generated layer for the merged ``values`` of the layers below it."""
-    services = dig(values, (*HUB, "services")) or {}
+    services = dig(values, (*HUB, "services"))
     roles = {
         name: {"services": [name], "scopes": list(ISSUER_SCOPES)}
         for name in _issuers(values)
         if isinstance(services, dict) and name in services
     }
-    data: dict[str, Any] = {"jupyterhub": {"hub": {"loadRoles": roles}}} if roles else {}
-    if dig(values, ALLOWLIST) is None:
+    data: dict[str, Any] = {}
+    if roles and _mapping_or_unset(values, (*HUB, "loadRoles")):
+        data = {"jupyterhub": {"hub": {"loadRoles": roles}}}
+    parents = [ALLOWLIST[:n] for n in range(1, len(ALLOWLIST))]
+    if dig(values, ALLOWLIST) is None and all(_mapping_or_unset(values, p) for p in parents):
         gateway = {"imageAllowlist": default_allowlist(values)}
         data.setdefault("jupyterhub", {})["custom"] = {"pangeo": {"gateway": gateway}}
     return Layer(name="generated: pinned service roles, default Dask image allowlist", data=data)
@@ -84,7 +98,7 @@ class _Checker:
         roles = self.get((*HUB, "loadRoles")) or {}
         for issuer in _issuers(self.v):
             for name, role in roles.items() if isinstance(roles, dict) else ():
-                if not isinstance(role, dict) or issuer not in (role.get("services") or []):
+                if not isinstance(role, dict) or issuer not in _list(role.get("services")):
                     continue
                 path = (*HUB, "loadRoles", name)
                 if name != issuer:
@@ -93,7 +107,7 @@ class _Checker:
                         f"role {name!r} is assigned to the service {issuer!r}, whose only role "
                         f"is {issuer!r} with the scopes {list(ISSUER_SCOPES)} (remove {issuer!r})",
                     )
-                elif list(role.get("scopes") or []) != list(ISSUER_SCOPES):
+                elif _list(role.get("scopes")) != list(ISSUER_SCOPES):
                     self.fail(path + ("scopes",), f"must be exactly {list(ISSUER_SCOPES)}")
 
     def image_allowlist(self) -> None:
@@ -133,8 +147,8 @@ class _Checker:
                 self.fail((*ctx, "allowPrivilegeEscalation"), "must be false")
             if self.get((*ctx, "privileged")) not in (None, False):
                 self.fail((*ctx, "privileged"), "must be false or unset")
-            drop = self.get((*ctx, "capabilities", "drop")) or []
-            added = self.get((*ctx, "capabilities", "add")) or []
+            drop = _list(self.get((*ctx, "capabilities", "drop")))
+            added = self.get((*ctx, "capabilities", "add"))
             if "ALL" not in drop:
                 self.fail((*ctx, "capabilities", "drop"), "must contain ALL")
             if added:
@@ -164,7 +178,7 @@ class _Checker:
                 )
         path = ("dask-gateway", "traefik", "additionalArguments")
         wanted = f"--providers.kubernetescrd.namespaces={self.namespace}"
-        if self.namespace and wanted not in (self.get(path) or []):
+        if self.namespace and wanted not in _list(self.get(path)):
             self.fail(path, f"must contain {wanted!r}: traefik's Role covers only its namespace")
 
 
