@@ -75,7 +75,10 @@ def pinned_layer(values: dict[str, Any]) -> Layer:
     if dig(values, ALLOWLIST) is None and all(_mapping_or_unset(values, p) for p in parents):
         gateway = {"imageAllowlist": default_allowlist(values)}
         data.setdefault("jupyterhub", {})["custom"] = {"pangeo": {"gateway": gateway}}
-    return Layer(name="generated: pinned service roles, default Dask image allowlist", data=data)
+    return Layer(
+        name="generated: protections (pinned service roles, default Dask image allowlist)",
+        data=data,
+    )
 
 
 class _Checker:
