@@ -7,7 +7,9 @@ subcharts) through the project's own path (``values_layers`` + ``validate.render
 what ``pangeo-cloud render`` runs), with one test-only values layer in place of
 the sops secrets nobody can decrypt here: the GitHub stand-in's OAuth client,
 ``github_url`` and a callback on the load balancer stand-in, and the
-health-check service token (the same keys ``secrets/<stage>.enc.yaml`` holds).
+health-check service token (the same keys ``secrets/<stage>.enc.yaml`` holds),
+plus a test-only admin service for the tests' own assertions (the health-check
+service reaches only its own throw-away users).
 It applies the manifests to the loopback control plane and runs, with the
 kubelet stand-in, every pod whose image has a local equivalent: the hub
 (z2jh's own jupyterhub_config.py and z2jh.py from ConfigMap ``hub``,
@@ -59,6 +61,7 @@ from pangeo_cloud.validate import StageContext, render
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "helm-chart" / "pangeo-cloud"
 HEALTH_SERVICE = "health-check"
+ADMIN_SERVICE = "pangeo-test-admin"  # the tests' own eyes (no deployment has it)
 VENV_BIN = str(Path(sys.executable).parent)
 # The interpreter behind the virtualenv (may live under a home closed to others).
 PYTHON_HOME = str(Path(os.path.realpath(sys.executable)).parent.parent)
@@ -126,7 +129,7 @@ def images(manifests: list[dict[str, Any]], notebook_image: str) -> dict[str, Im
     return out
 
 
-def test_values(gh: GitHubStandIn, public_url: str, token: str) -> dict[str, Any]:
+def test_values(gh: GitHubStandIn, public_url: str, token: str, admin_token: str) -> dict[str, Any]:
     """The test-only layer: what secrets/<stage>.enc.yaml holds, for the stand-ins."""
     return {
         "jupyterhub": {
@@ -139,7 +142,16 @@ def test_values(gh: GitHubStandIn, public_url: str, token: str) -> dict[str, Any
                         "github_url": gh.url,
                     }
                 },
-                "services": {HEALTH_SERVICE: {"apiToken": token}},
+                "services": {
+                    HEALTH_SERVICE: {"apiToken": token},
+                    ADMIN_SERVICE: {"apiToken": admin_token},
+                },
+                "loadRoles": {
+                    ADMIN_SERVICE: {
+                        "services": [ADMIN_SERVICE],
+                        "scopes": ["admin:users", "admin:servers", "tokens"],
+                    }
+                },
             }
         }
     }
@@ -170,6 +182,7 @@ class ProductionHub:
     namespace: str
     url: str  # the public address (load balancer stand-in), ends with "/"
     token: str  # the health-check service token
+    admin_token: str  # the test-only admin service's token
     manifests: list[dict[str, Any]]
     values: dict[str, Any]
     kubelet: KubeletStandIn
@@ -236,12 +249,14 @@ def production_hub(
     dep = load_deployment(deployment, Paths.discover(REPO))
     namespace = dep.stage(stage).namespace
     token = secrets.token_hex(32)
+    admin_token = secrets.token_hex(32)
     (lb_port,) = free_ports(1)
     public_url = f"http://127.0.0.1:{lb_port}/"
     with contextlib.ExitStack() as stack:
         gh = stack.enter_context(GitHubStandIn())
-        manifests = render_stage(deployment, stage, test_values(gh, public_url, token))
-        values = _merged_test_values(deployment, stage, gh, public_url, token)
+        test_layer = test_values(gh, public_url, token, admin_token)
+        manifests = render_stage(deployment, stage, test_layer)
+        values = _merged_test_values(deployment, stage, test_layer)
         singleuser = values["jupyterhub"]["singleuser"]["image"]
         notebook = f"{singleuser['name']}:{singleuser['tag']}"
 
@@ -294,6 +309,7 @@ def production_hub(
             namespace,
             public_url,
             token,
+            admin_token,
             manifests,
             values,
             kubelet,
@@ -379,12 +395,10 @@ def _scheduler_standin_rbac(namespace: str) -> list[dict[str, Any]]:
     ]
 
 
-def _merged_test_values(
-    deployment: str, stage: str, gh: GitHubStandIn, url: str, token: str
-) -> dict[str, Any]:
+def _merged_test_values(deployment: str, stage: str, test_layer: dict[str, Any]) -> dict[str, Any]:
     paths = Paths.discover(REPO)
     layers = values_layers(load_deployment(deployment, paths), stage, paths=paths)
-    layers.append(Layer(name="test", data=test_values(gh, url, token)))
+    layers.append(Layer(name="test", data=test_layer))
     return merge_all(layers)
 
 
