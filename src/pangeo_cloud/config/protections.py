@@ -179,6 +179,10 @@ class _Checker:
                 self.fail(
                     path, "must name our ServiceAccount (else upstream's ClusterRoles are used)"
                 )
+        # Our Roles (and traefik's watch) cover the release's namespace only.
+        path = (*BACKEND, "namespace")
+        if self.get(path) not in (None, "", self.namespace):
+            self.fail(path, "must be unset: Dask clusters run in the stage's namespace")
         path = ("dask-gateway", "traefik", "additionalArguments")
         wanted = f"--providers.kubernetescrd.namespaces={self.namespace}"
         if self.namespace and wanted not in _list(self.get(path)):

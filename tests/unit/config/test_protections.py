@@ -176,6 +176,10 @@ def test_dask_pod_protection_undone_is_refused(repo_copy, snippet, message):
             "dask-gateway.rbac.traefik.serviceAccountName: must name our ServiceAccount",
         ),
         (
+            "dask-gateway:\n  gateway:\n    backend:\n      namespace: elsewhere\n",
+            "dask-gateway.gateway.backend.namespace: must be unset",
+        ),
+        (
             "dask-gateway:\n  traefik:\n    additionalArguments: [--log.level=INFO]\n",
             "must contain '--providers.kubernetescrd.namespaces=prod'",
         ),
