@@ -112,3 +112,30 @@ compares the two). No secret: the executable prints the process's own token.
 {{- $tokenUrl := printf "%s/api/token/gcs" (trimSuffix "/" $broker.url) }}
 {{- dict "type" "external_account" "audience" "//pangeo-cloud/services/scratch-credentials" "subject_token_type" "urn:ietf:params:oauth:token-type:id_token" "token_url" $tokenUrl "credential_source" $source | toPrettyJson }}
 {{- end }}
+
+{{/*
+The dask-gateway subchart's fullname (its dask-gateway.fullname helper), which
+the gateway and controller use as gateway.dask.org/instance on every pod.
+*/}}
+{{- define "pangeo-cloud.daskGatewayInstance" -}}
+{{- $values := index .Values "dask-gateway" -}}
+{{- if $values.fullnameOverride -}}
+{{- $values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default "dask-gateway" $values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/* Dask scheduler and worker pods of one gateway instance (the argument). */}}
+{{- define "pangeo-cloud.daskPodSelector" -}}
+matchLabels:
+  app.kubernetes.io/name: dask-gateway
+  gateway.dask.org/instance: {{ . }}
+matchExpressions:
+  - {key: app.kubernetes.io/component, operator: In, values: [dask-scheduler, dask-worker]}
+{{- end }}

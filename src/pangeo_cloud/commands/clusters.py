@@ -3,7 +3,8 @@
 Talks to the gateway's admin API (``/services/dask-gateway/api/v1/admin/clusters``
 behind the hub's proxy, served by :mod:`pangeo_cloud.gateway.backend`), which
 accepts tokens that may stop any user's server (scope ``admin:servers``): a hub
-admin's token or the ``health-check`` service token `pangeo-cloud health` uses.
+admin's token (from the hub's token page, with that scope). The ``health-check``
+service's token no longer does: it reaches only its own throw-away users.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import time
 import urllib.parse
 from typing import Any
 
-from pangeo_cloud.commands.health import SERVICE, TOKEN_ENV, _token_from_secrets
 from pangeo_cloud.config import ConfigError, Paths, load_deployment
 from pangeo_cloud.deploy.hubapi import Api, HttpError, Retry
 from pangeo_cloud.deploy.tools import ToolError
@@ -24,6 +24,7 @@ from pangeo_cloud.deploy.tools import ToolError
 GATEWAY_PATH = "services/dask-gateway/"  # the gateway behind the hub's proxy
 ADMIN_PATH = "api/v1/admin/clusters/"
 GIB = 2**30
+ADMIN_TOKEN_ENV = "PANGEO_ADMIN_TOKEN"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,8 +55,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--token",
-        help=f"an admin token with admin:servers (default: ${TOKEN_ENV}, else the "
-        f"`{SERVICE}` service token from the stage's decrypted secrets)",
+        help=f"a hub admin's token with admin:servers (default: ${ADMIN_TOKEN_ENV})",
     )
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
 
@@ -143,9 +143,12 @@ def run(args: argparse.Namespace) -> int:
     if not (hub_url or args.gateway_url):
         raise ConfigError(f"{deployment.name}/{stage.name} has no `domain`; pass --hub-url")
     gateway_url = args.gateway_url or hub_url.rstrip("/") + "/" + GATEWAY_PATH
-    token = args.token or os.environ.get(TOKEN_ENV) or _token_from_secrets(deployment, stage)
+    token = args.token or os.environ.get(ADMIN_TOKEN_ENV)
     if not token:
-        raise ConfigError(f"no admin token: pass --token or set ${TOKEN_ENV}")
+        raise ConfigError(
+            f"no admin token: pass --token or set ${ADMIN_TOKEN_ENV} (a hub admin's token "
+            "with admin:servers, from the hub's token page)"
+        )
     api = admin_api(gateway_url, token, args.insecure)
     try:
         clusters = list_clusters(api)

@@ -8,7 +8,10 @@ The order, lowest first, is fixed and shown by `pangeo-cloud render --layers`:
    the layers above it, placed here so that any file may still override it)
 3. each file of the stage's ``valuesFiles`` (``values/common.yaml``, ``values/<stage>.yaml``)
 4. each file of the stage's ``secretsFiles`` (sops-encrypted; masked unless decrypted)
-5. the generated layer that ships ``src/pangeo_cloud/gateway`` to dask-gateway
+5. the generated protections layer (:mod:`pangeo_cloud.config.protections`):
+   the health-check service's role, pinned after the secrets so that no file
+   widens it, and the default Dask image allowlist
+6. the generated layer that ships ``src/pangeo_cloud/gateway`` to dask-gateway
 
 Merging follows Helm: maps merge key by key, a later scalar or list replaces the
 earlier one (lists are never concatenated), and ``null`` removes a key.
@@ -26,6 +29,7 @@ from pangeo_cloud.config.errors import ConfigError, ConfigErrors
 from pangeo_cloud.config.hooks import gateway_hooks_values
 from pangeo_cloud.config.model import Deployment, Stage, load_deployment
 from pangeo_cloud.config.paths import Paths
+from pangeo_cloud.config.pinned import LAYER_NAME, pinned_values
 from pangeo_cloud.config.secrets import (
     SOPS_MASK,
     creation_rule,
@@ -219,6 +223,8 @@ def values_layers(
     name = "generated: stage wiring (release, namespace, proxy)"
     layers.insert(1, Layer(name=name, data=wiring, kind="generated", short="stage-wiring"))
     if generated:
+        pinned = pinned_values(merge_all(layers))
+        layers.append(Layer(name=LAYER_NAME, data=pinned, kind="generated", short="protections"))
         layers.append(gateway_hooks_layer(merge_all(layers)))
     return layers
 

@@ -52,6 +52,11 @@ def hub_proxy_address(values: dict[str, Any]) -> str:
     return "http://proxy-http:8000" if auto_https(values) else "http://proxy-public"
 
 
+def traefik_namespace_arg(stage: Stage) -> str:
+    """The gateway traefik's flag that restricts it to the stage's namespace."""
+    return f"--providers.kubernetescrd.namespaces={stage.namespace}"
+
+
 def stage_wiring(stage: Stage, values: dict[str, Any] | None = None) -> dict[str, Any]:
     """The values layer wiring the hub to this stage's gateway.
 
@@ -61,6 +66,9 @@ def stage_wiring(stage: Stage, values: dict[str, Any] | None = None) -> dict[str
     traefik = f"traefik-{gateway_fullname(stage.release)}"
     address = f"{hub_proxy_address(values or {})}{GATEWAY_PREFIX}"
     return {
+        # traefik watches only this namespace: its RBAC (templates/dask-gateway-rbac.yaml)
+        # is a Role there, not upstream's ClusterRole over every Secret.
+        "dask-gateway": {"traefik": {"additionalArguments": [traefik_namespace_arg(stage)]}},
         "jupyterhub": {
             "hub": {"services": {"dask-gateway": {"url": f"http://{traefik}"}}},
             "singleuser": {
@@ -69,7 +77,7 @@ def stage_wiring(stage: Stage, values: dict[str, Any] | None = None) -> dict[str
                     "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{traefik}.{stage.namespace}:80",
                 }
             },
-        }
+        },
     }
 
 

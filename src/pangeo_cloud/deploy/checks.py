@@ -18,6 +18,7 @@ from pangeo_cloud.config.errors import error_list, format_key_path
 from pangeo_cloud.config.layering import Layer, origin
 from pangeo_cloud.config.manifests import load_crds, validate_manifests
 from pangeo_cloud.config.promises import check_promises
+from pangeo_cloud.config.protections import check_protections
 from pangeo_cloud.config.schemas import (
     UpstreamChart,
     chart_dependencies,
@@ -89,6 +90,11 @@ def check_promises_(ctx: StageContext) -> tuple[list[ConfigError], str]:
     return errors, ""
 
 
+def check_protections_(ctx: StageContext) -> tuple[list[ConfigError], str]:
+    """Least privilege: the health-check role, Dask images, pod tokens and isolation."""
+    return check_protections(ctx.values, ctx.layers, namespace=ctx.stage.namespace), ""
+
+
 def check_traits(ctx: StageContext) -> tuple[list[ConfigError], str]:
     """Pass-through config (hub.config, kubespawner_override, gateway) vs the real classes."""
     errors: list[ConfigError] = []
@@ -138,6 +144,7 @@ RENDERING_CHECKS = {"helm-lint", "manifests"}
 CHECKS: list[tuple[str, Callable[[StageContext], tuple[list[ConfigError], str]]]] = [
     ("schemas", check_schemas),
     ("promises", check_promises_),
+    ("protections", check_protections_),
     ("traits", check_traits),
     ("helm-lint", check_lint),
     ("manifests", check_manifests),

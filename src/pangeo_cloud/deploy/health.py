@@ -1,20 +1,23 @@
 """End-to-end health check of a running hub, through JupyterHub's REST API.
 
-This module owns ``pangeo-cloud health``. With an admin service token (the
-``health-check`` service of the stage's secrets file, scopes ``admin:users``,
-``admin:servers``, ``tokens``, ``access:servers``) it
+This module owns ``pangeo-cloud health``. With the token of the hub's
+``health-check`` service (whose role reaches only its own throw-away users:
+:data:`pangeo_cloud.hub.service_users.ISSUER_SCOPES`) it
 
 1. ``hub``: reads the hub's version and checks the token;
    ``scratch-broker``: the scratch-credentials service answers its health check
    through the hub's proxy (a broken broker is reported with its reason);
-2. ``create-user``: creates a throw-away user ``health-check-<random>`` (or the
-   ``--user`` name, which must not exist: an existing user is refused, never
-   touched, so the check cannot delete a real user and their home) and writes
-   into its ``auth_state`` a ticket signed with this service's token
-   (:mod:`pangeo_cloud.hub.service_users`): the user never logged in with GitHub,
-   and without the ticket the hub's pre-spawn auth refresh refuses it;
+2. ``create-user``: the hub's throw-away-user endpoint
+   (:mod:`pangeo_cloud.deploy.throwaway_users`) creates ``health-check-<random>``
+   (or the ``--user`` name, which must not exist: an existing user is refused,
+   never touched, so the check cannot delete a real user and their home) in the
+   ``health-check-users`` group, and writes into its ``auth_state`` a ticket
+   signed with this service's token (:mod:`pangeo_cloud.hub.service_users`): the
+   user never logged in with GitHub, and without the ticket the hub's pre-spawn
+   auth refresh refuses it;
 3. ``start-server``: starts the user's server, then ``server-ready`` waits for it;
-4. ``user-token``: makes a short-lived token of that user for its server;
+4. ``user-token``: a short-lived token of that user for its own server only
+   (from the same endpoint: the service holds no ``tokens`` scope);
 5. ``kernel``: starts a Python kernel over the server's Jupyter REST API and
    runs code over the kernel websocket:
 6. ``scratch``: ``$PANGEO_SCRATCH`` is set and writable (write, read, delete);
@@ -42,8 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pangeo_cloud.deploy.hubapi import Api, HttpError, Retry, WebSocket, execute, one_line
+from pangeo_cloud.deploy.throwaway_users import create_throwaway_user, throwaway_user_token
 from pangeo_cloud.errors import PangeoError
-from pangeo_cloud.hub.service_users import make_ticket
 
 # The steps of a full check, in order (module docstring); tests compare with it.
 STEPS = (
@@ -249,28 +252,14 @@ class HealthCheck:
         return f"{BROKER_SERVICE} issues {model.get('scheme')} credentials"
 
     def create_user(self) -> str:
-        name = self.name
-        status, _ = self.hub.request("POST", f"users/{name}", ok=(201, 409))
-        if status == 409:
-            raise HealthError(
-                "create-user",
-                f"user {name!r} already exists on the hub; the check creates and deletes only "
-                "its own throw-away users: omit --user or name one that does not exist",
-            )
-        self.user_created = True  # created by this run: the only user cleanup deletes
-        note = f"user {name}"
-        if not self.service:
-            return note + ", no ticket (the token is not a service's)"
+        # The hub's own endpoint: a new name only (an existing one is refused with 409,
+        # so the check never takes over, or later deletes, a user it did not make),
+        # put in the health-check group and given the service's ticket by the hub.
         lifetime = int(self.opts.start_timeout) + 1800
-        ticket = make_ticket(self.opts.token, self.service, name, lifetime)
-        # A hub without auth_state encryption (no GitHub login) answers 500 and
-        # needs no ticket: its spawns do not refresh a GitHub login.
-        status, _ = self.hub.request(
-            "PATCH", f"users/{name}", {"auth_state": ticket}, ok=(200, 500)
-        )
-        if status == 500:
-            return note + ", no ticket (the hub keeps no auth_state)"
-        return note + f", ticket of service {self.service}"
+        created = create_throwaway_user(self.hub, self.name, lifetime)
+        self.user_created = True  # created by this run: the only user cleanup deletes
+        ticket = f"ticket of service {created['service']}" if created["ticket"] else "no ticket"
+        return f"user {self.name} in {created['group']}, {ticket}"
 
     def start_server(self) -> str:
         body = {"profile": self.opts.profile} if self.opts.profile else None
@@ -299,12 +288,7 @@ class HealthCheck:
             delay = min(delay * 1.5, 10)
 
     def make_user_token(self) -> str:
-        _, reply = self.hub.request(
-            "POST",
-            f"users/{self.name}/tokens",
-            {"note": "pangeo-cloud health", "expires_in": 3600},
-        )
-        self.user_token = reply["token"]
+        self.user_token = throwaway_user_token(self.hub, self.name, 3600)
         return "token for the user's server (expires in 1 h)"
 
     def start_kernel(self) -> str:

@@ -32,18 +32,29 @@ BACKEND_CLASS = {
 CONFIG_SECTION = {"kubernetes": "KubeClusterConfig", "local": "LocalClusterConfig"}
 
 
+# In Kubernetes every worker pod listens on these fixed ports (one worker per
+# pod), so that the Dask NetworkPolicy (templates/dask-networkpolicy.yaml) can
+# admit scheduler<->worker traffic without opening the dashboards (8787).
+WORKER_PORT = 8789
+NANNY_PORT = 8790
+
+
 def dask_commands(backend: str) -> tuple[list[str], list[str]]:
     """scheduler_cmd / worker_cmd: distributed >= 2026.8 installs only `dask`.
 
     Locally the gateway may run from a virtualenv that is not on PATH; then the
-    `dask` next to its interpreter is used.
+    `dask` next to its interpreter is used, and ports stay random (several
+    workers share one host).
     """
     dask = "dask"
     if backend == "local" and shutil.which("dask") is None:
         beside = os.path.join(os.path.dirname(sys.executable), "dask")
         if os.access(beside, os.X_OK):
             dask = beside
-    return [dask, "scheduler"], [dask, "worker"]
+    worker = [dask, "worker"]
+    if backend == "kubernetes":
+        worker += ["--worker-port", str(WORKER_PORT), "--nanny-port", str(NANNY_PORT)]
+    return [dask, "scheduler"], worker
 
 
 def configure(c: Any, settings: dict | None, backend: str) -> Policy:

@@ -14,6 +14,7 @@ from typing import Any
 
 from dask_gateway_server.options import Bool, Float, Integer, Mapping, Options, String
 
+from pangeo_cloud.gateway.images import check_image
 from pangeo_cloud.gateway.policy import GIB, Policy
 from pangeo_cloud.gateway.scratch_token import worker_scratch_env
 from pangeo_cloud.scratch import scratch_env
@@ -111,6 +112,12 @@ def cluster_overrides(
             f"of {limits.memory_gib:g} GiB"
         )
 
+    requested_image = options.image.strip()
+    if requested_image and requested_image != policy.image:
+        # The operator's default needs no check. Checked on every backend (the
+        # local one ignores images) so that a refusal reads the same everywhere.
+        check_image(requested_image, policy.image_allowlist)
+
     env = dict(base_environment or {})
     env.update(user_environment(options.environment))
     # Last, so that nobody can point PANGEO_SCRATCH at another user's prefix
@@ -130,7 +137,7 @@ def cluster_overrides(
         # request above its limit would make the pod invalid, so pin both.
         out["worker_cores_limit"] = cores
         out["worker_memory_limit"] = memory
-        image = options.image.strip() or policy.image
+        image = requested_image or policy.image
         if image:
             out["image"] = image
     return out

@@ -149,6 +149,8 @@ class Policy:
     group_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Default cluster image ("" = keep the backend's configured image).
     image: str = ""
+    # Patterns of the images users may ask for (pangeo_cloud.gateway.images).
+    image_allowlist: tuple[str, ...] = ()
     scratch: dict[str, Any] = field(default_factory=dict)
     user_limits: UserLimits = UserLimits(None, None, None, None)
     # Stop a user's clusters (except kept ones) when they have no running server.
@@ -188,6 +190,12 @@ class Policy:
         image = gateway.get("image") or ""
         if not isinstance(image, str):
             raise GatewaySettingsError(f"{PREFIX}.gateway.image must be a string, got {image!r}")
+        allowlist = gateway.get("imageAllowlist") or []
+        if not isinstance(allowlist, list) or not all(isinstance(p, str) for p in allowlist):
+            raise GatewaySettingsError(
+                f"{PREFIX}.gateway.imageAllowlist must be a list of image patterns, "
+                f"got {allowlist!r}"
+            )
         stop_with_server = gateway.get("stopClustersWithServer", DEFAULT_STOP_WITH_SERVER)
         if not isinstance(stop_with_server, bool):
             raise GatewaySettingsError(
@@ -218,6 +226,7 @@ class Policy:
             ),
             group_limits=groups,
             image=image,
+            image_allowlist=tuple(allowlist),
             scratch=dict(scratch),
             user_limits=UserLimits(
                 clusters=limits["userMaxClusters"],

@@ -212,7 +212,8 @@ def configure_auth(c: Any, get_config: Callable[..., Any], auth: dict[str, Any])
     c.GitHubOAuthenticator.refresh_pre_spawn = True
     if admin_teams:
         c.GitHubOAuthenticator.admin_groups = admin_teams
-    c.GitHubOAuthenticator.custom_403_message = refusal_message(allowed)
+    # The admin team is no way in for a newcomer: the page names only the others.
+    c.GitHubOAuthenticator.custom_403_message = refusal_message(allowed - admin_teams)
 
     help_url = auth.get("accessHelpUrl") or ""
     template_vars = c.JupyterHub.template_vars

@@ -19,6 +19,8 @@ from typing import Any
 from pangeo_cloud.hub.auth import configure_auth
 from pangeo_cloud.hub.errors import CONFIG_ERRORS, HubConfigError
 from pangeo_cloud.hub.profiles import configure_profiles
+from pangeo_cloud.hub.service_user_api import configure_service_users
+from pangeo_cloud.hub.service_users import DEFAULT_ISSUERS, issuer_tokens
 from pangeo_cloud.hub.spawn import configure_spawn
 from pangeo_cloud.scratch import check_scratch_settings
 
@@ -35,10 +37,15 @@ def settings(get_config: Callable[..., Any]) -> dict[str, Any]:
 
 
 def configure(c: Any, get_config: Callable[..., Any]) -> None:
-    """Apply scratch env, GitHub team login, refusal page and profile rules to ``c``."""
+    """Apply scratch env, GitHub team login, refusal page, profile rules and the
+    throw-away-user endpoint to ``c``."""
     pangeo = settings(get_config)
     scratch = pangeo.get("scratch") or {}
     check_scratch_settings(scratch)  # raises ScratchConfigError: the hub must not start
     configure_auth(c, get_config, pangeo.get("auth") or {})
     configure_profiles(c, get_config)
+    # Throw-away users of the health check are created by the hub itself, so the
+    # service needs no admin:users (service_user_api).
+    names = (pangeo.get("auth") or {}).get("serviceUserIssuers", DEFAULT_ISSUERS)
+    configure_service_users(c, issuer_tokens(c.JupyterHub.get("services", []), names))
     configure_spawn(c, scratch)

@@ -68,6 +68,7 @@ def load_secrets(data_dir: Path, groups: list[str]) -> dict[str, Any]:
     data.setdefault("proxy_auth_token", secrets.token_hex(32))
     data.setdefault("crypt_key", secrets.token_hex(32))
     data.setdefault("health_check_token", secrets.token_hex(32))
+    data.setdefault("admin_token", secrets.token_hex(32))
     if json.dumps(data, sort_keys=True) != before:
         write_private(file, json.dumps(data, indent=2) + "\n")
     os.chmod(file, 0o600)

@@ -171,7 +171,9 @@ class LocalRuntime:
         )
         aws_config = self.data_dir / "run" / "aws-config"
         self.values = local_values(self.values, self.ports, self.store.endpoint, aws_config)
-        add_health_check_service(self.values, self.secrets["health_check_token"])
+        add_health_check_service(
+            self.values, self.secrets["health_check_token"], self.secrets["admin_token"]
+        )
 
     def _take_lock(self) -> None:
         lock = self.data_dir / "run" / "lock"

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from pangeo_cloud.broker import client
 from pangeo_cloud.config.wiring import env_mapping
+from pangeo_cloud.hub.service_users import ISSUER_SCOPES
 from pangeo_cloud.local.errors import LocalRuntimeError
 
 SHARED_PASSWORD = "shared-password"
@@ -158,18 +159,27 @@ def broker_config(values: dict[str, Any], endpoint: str) -> dict[str, Any]:
     }
 
 
-# The admin service `pangeo-cloud health` uses (as the cloud deployments define
-# it in their secrets layers): it creates a test user, starts a server, takes a
-# token for it, and cleans up.
-HEALTH_CHECK_SCOPES = ["admin:users", "admin:servers", "tokens", "access:servers"]
+# The service `pangeo-cloud health` uses, with the role the clusters pin
+# (config/pinned.py): only its own throw-away users.
+HEALTH_CHECK_SCOPES = list(ISSUER_SCOPES)
+# This machine's operator (`admin_token` in secrets.json): users, servers and
+# tokens of everyone, as a hub admin has; for `clusters` and tests. The clusters
+# have no such service.
+LOCAL_ADMIN = "local-admin"
+LOCAL_ADMIN_SCOPES = ["admin:users", "admin:servers", "tokens", "admin:groups"]
 
 
-def add_health_check_service(values: dict[str, Any], token: str) -> dict[str, Any]:
-    """Register the `health-check` service and its role with this run's token."""
+def add_health_check_service(
+    values: dict[str, Any], token: str, admin_token: str | None = None
+) -> dict[str, Any]:
+    """Register `health-check` (and, with ``admin_token``, `local-admin`) and their roles."""
     hub = values.setdefault("jupyterhub", {}).setdefault("hub", {})
     hub.setdefault("services", {})["health-check"] = {"apiToken": token, "display": False}
     hub.setdefault("loadRoles", {})["health-check"] = {
         "services": ["health-check"],
         "scopes": HEALTH_CHECK_SCOPES,
     }
+    if admin_token:
+        hub["services"][LOCAL_ADMIN] = {"apiToken": admin_token, "display": False}
+        hub["loadRoles"][LOCAL_ADMIN] = {"services": [LOCAL_ADMIN], "scopes": LOCAL_ADMIN_SCOPES}
     return values

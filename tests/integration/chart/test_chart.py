@@ -127,6 +127,7 @@ def test_validate_cli_json_and_exit_codes(helm_bin, upstream_dir, repo_copy):
         "values",
         "schemas",
         "promises",
+        "protections",
         "traits",
         "helm-lint",
         "manifests",

@@ -56,8 +56,11 @@ def prod_hub(request, tmp_path_factory):
 
 
 def _admin(up: UpProcess) -> httpx.Client:
+    # The run's local-admin service: the health-check token reaches only its own
+    # throw-away users, and these tests look at (and make) others.
+    token = up.secrets["admin_token"]
     return httpx.Client(
-        base_url=f"{up.url}hub/api/", headers={"Authorization": f"token {up.token}"}, timeout=30
+        base_url=f"{up.url}hub/api/", headers={"Authorization": f"token {token}"}, timeout=30
     )
 
 

@@ -1,10 +1,10 @@
 """`pangeo-cloud health` against `pangeo-cloud up` (the local runtime), end to end.
 
-Runs when `pangeo-cloud up` registers an admin service for the check: its data
-directory's secrets.json must hold `health_check_token`, the token of a
-hub service with the scopes of `hub.loadRoles.health-check` (admin:users,
-admin:servers, tokens, access:servers). Otherwise it skips, saying which part is
-missing.
+Runs when `pangeo-cloud up` exists and registers an admin service for the check:
+its data directory's secrets.json must hold `health_check_token`, the token of a
+hub service with the role the clusters pin for `health-check` (its own
+throw-away users only: pangeo_cloud.hub.service_users.ISSUER_SCOPES). Otherwise
+it skips, saying which part is missing.
 """
 
 from __future__ import annotations

@@ -165,8 +165,8 @@ class Federation:
     github: GitHubStandIn
     # The deployment's team whose members may log in (not its admin team).
     team: str
-    # The deployment's `health-check` service token: what `pangeo-cloud
-    # clusters` uses by default (its role has admin:servers).
+    # A token with admin:servers, as `pangeo-cloud clusters` needs (a hub
+    # admin's in production; here the harness's admin service).
     admin_token: str
     gateway_address: str
     gateway_log: Path
@@ -373,7 +373,9 @@ def federation_session(tmp_path_factory) -> Federation:
                 hub_process=hub,
                 github=github,
                 team=_users_team(values),
-                admin_token=values["hub"]["services"]["health-check"]["apiToken"],
+                # An admin:servers token (the harness's admin service): the
+                # health-check service reaches only its own throw-away users.
+                admin_token=hub.token,
                 gateway_address=address,
                 gateway_log=tmp / "gateway.log",
                 gateway_pid=gateway.pid,

@@ -1,7 +1,8 @@
 """`pangeo-cloud clusters list|stop` against the real gateway's admin API.
 
-The admin token is the deployment's `health-check` service token, which the
-command uses by default in production (its hub role grants admin:servers).
+The admin token is a hub service token with admin:servers (the hub harness's
+admin service; in production an admin's token: the `health-check` service's role
+reaches only its own throw-away users).
 """
 
 from __future__ import annotations

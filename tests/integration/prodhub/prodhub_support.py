@@ -7,7 +7,9 @@ subcharts) through the project's own path (``values_layers`` + ``helm.render``,
 what ``pangeo-cloud render`` runs), with one test-only values layer in place of
 the sops secrets nobody can decrypt here: the GitHub stand-in's OAuth client,
 ``github_url`` and a callback on the load balancer stand-in, and the
-health-check service token (the same keys ``secrets/<stage>.enc.yaml`` holds).
+health-check service token (the same keys ``secrets/<stage>.enc.yaml`` holds),
+plus a test-only admin service for the tests' own assertions (the health-check
+service reaches only its own throw-away users).
 It applies the manifests to the loopback control plane and runs, with the
 kubelet stand-in, every pod whose image has a local equivalent: the hub
 (z2jh's own jupyterhub_config.py and z2jh.py from ConfigMap ``hub``,
@@ -66,6 +68,7 @@ from pangeo_cloud.toolcache import node_dir, tools_dir
 REPO = REPO_ROOT
 CHART = REPO / "helm-chart" / "pangeo-cloud"
 HEALTH_SERVICE = "health-check"
+ADMIN_SERVICE = "pangeo-test-admin"  # the tests' own eyes (no deployment has it)
 VENV_BIN = str(Path(sys.executable).parent)
 # The interpreter behind the virtualenv (may live under a home closed to others).
 PYTHON_HOME = str(Path(os.path.realpath(sys.executable)).parent.parent)
@@ -163,10 +166,15 @@ def images(manifests: list[dict[str, Any]], notebook_image: str) -> dict[str, Im
 
 
 def test_values(
-    gh: GitHubStandIn, public_url: str, token: str, cloud: dict[str, Any] | None = None
+    gh: GitHubStandIn,
+    public_url: str,
+    token: str,
+    admin_token: str,
+    cloud: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The test-only layer: what secrets/<stage>.enc.yaml holds, for the stand-ins,
-    and ``cloud``: the cloud stand-ins' chart values (their endpoints)."""
+    the tests' own admin service, and ``cloud``: the cloud stand-ins' chart values
+    (their endpoints)."""
     return merge(
         cloud or {},
         {
@@ -180,7 +188,16 @@ def test_values(
                             "github_url": gh.url,
                         }
                     },
-                    "services": {HEALTH_SERVICE: {"apiToken": token}},
+                    "services": {
+                        HEALTH_SERVICE: {"apiToken": token},
+                        ADMIN_SERVICE: {"apiToken": admin_token},
+                    },
+                    "loadRoles": {
+                        ADMIN_SERVICE: {
+                            "services": [ADMIN_SERVICE],
+                            "scopes": ["admin:users", "admin:servers", "tokens"],
+                        }
+                    },
                 }
             }
         },
@@ -192,8 +209,9 @@ def render_stage(deployment: str, stage: str, test_layer: dict[str, Any]) -> lis
     paths = Paths.discover(REPO)
     dep = load_deployment(deployment, paths)
     layers = values_layers(dep, stage, paths=paths)
-    # After the (masked) secrets layer, before the generated gateway hooks.
-    layers.insert(len(layers) - 1, Layer(name="test: stand-in secrets", data=test_layer))
+    # After the (masked) secrets layers, before the generated protections and gateway
+    # hooks, where the stage's real secrets files are.
+    layers.insert(len(layers) - 2, Layer(name="test: stand-in secrets", data=test_layer))
     stream, view = render(paths.chart, dep.stage(stage), dep.kubernetes_version, merge_all(layers))
     assert view.full, f"rendered without subcharts {view.missing}"
     return split_manifests(stream)
@@ -211,6 +229,7 @@ class ProductionHub:
     namespace: str
     url: str  # the public address (load balancer stand-in), ends with "/"
     token: str  # the health-check service token
+    admin_token: str  # the test-only admin service's token
     manifests: list[dict[str, Any]]
     values: dict[str, Any]
     kubelet: KubeletStandIn
@@ -278,6 +297,7 @@ def production_hub(
     dep = load_deployment(deployment, Paths.discover(REPO))
     namespace = dep.stage(stage).namespace
     token = secrets.token_hex(32)
+    admin_token = secrets.token_hex(32)
     (lb_port,) = free_ports(1)
     public_url = f"http://127.0.0.1:{lb_port}/"
     with contextlib.ExitStack() as stack:
@@ -286,7 +306,7 @@ def production_hub(
         identity = stack.enter_context(
             _cloud_identity(dep.cloud, _merged_test_values(deployment, stage, {}))
         )
-        layer = test_values(gh, public_url, token, identity.chart_values())
+        layer = test_values(gh, public_url, token, admin_token, identity.chart_values())
         manifests = render_stage(deployment, stage, layer)
         values = _merged_test_values(deployment, stage, layer)
         singleuser = values["jupyterhub"]["singleuser"]["image"]
@@ -340,6 +360,7 @@ def production_hub(
             namespace,
             public_url,
             token,
+            admin_token,
             manifests,
             values,
             kubelet,

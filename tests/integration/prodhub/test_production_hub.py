@@ -73,7 +73,8 @@ def _api(hub, method: str, path: str, **kw: Any) -> httpx.Response:
     return httpx.request(
         method,
         f"{hub.url}hub/api/{path}",
-        headers={"Authorization": f"token {hub.token}"},
+        # The test-only admin service: the health-check token reaches no real user.
+        headers={"Authorization": f"token {hub.admin_token}"},
         timeout=30,
         **kw,
     )

@@ -22,8 +22,8 @@ def broker_get(up: UpProcess, token: str | None) -> tuple[int, str]:
 
 
 def hub_api(up: UpProcess, method: str, path: str, body: dict | None = None) -> dict:
-    """The hub's REST API with the health-check admin service's token of the run."""
-    token = up.secrets["health_check_token"]
+    """The hub's REST API with the token of the run's local-admin service."""
+    token = up.secrets["admin_token"]
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
         f"{up.url}hub/api{path}",

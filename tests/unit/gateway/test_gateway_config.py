@@ -23,6 +23,8 @@ from pangeo_cloud.gateway.config import SERVICE_NAME, configure, dask_commands
 from pangeo_cloud.gateway.heartbeat import HeartbeatProbeMixin
 from pangeo_cloud.gateway.policy import GatewaySettingsError
 
+KUBE_WORKER_CMD = ["dask", "worker", "--worker-port", "8789", "--nanny-port", "8790"]
+
 SETTINGS = {
     "scratch": {"url": "gs://pangeo-scratch", "project": "pangeo"},
     "gateway": {
@@ -46,7 +48,7 @@ def test_kubernetes():
     assert c.KubeClusterConfig == {
         "image": "pangeo/pangeo-notebook:2026.11.18",
         "scheduler_cmd": ["dask", "scheduler"],
-        "worker_cmd": ["dask", "worker"],
+        "worker_cmd": KUBE_WORKER_CMD,
         "idle_timeout": 1200.0,
     }
     assert c.JupyterHubAuthenticator == {
@@ -98,7 +100,8 @@ def test_local_dask_command_beside_interpreter(monkeypatch):
     beside = os.path.join(os.path.dirname(sys.executable), "dask")
     assert scheduler == [beside, "scheduler"] and worker == [beside, "worker"]
     # In the pod, the image's PATH decides.
-    assert dask_commands("kubernetes") == (["dask", "scheduler"], ["dask", "worker"])
+    # In a pod, fixed ports: the Dask NetworkPolicy admits exactly these.
+    assert dask_commands("kubernetes") == (["dask", "scheduler"], KUBE_WORKER_CMD)
 
 
 def test_refuses_bad_input():
@@ -197,7 +200,7 @@ def test_extra_config_runs_in_a_fresh_interpreter(tmp_path):
         "worker_cores_limit": 2,
         "worker_memory_limit": "8G",
         "scheduler_cmd": ["dask", "scheduler"],
-        "worker_cmd": ["dask", "worker"],
+        "worker_cmd": KUBE_WORKER_CMD,
         "idle_timeout": 1200.0,
     }
     assert out["auth"] == {
@@ -221,6 +224,6 @@ def test_extra_config_runs_in_a_fresh_interpreter(tmp_path):
         # The group allows 100; 40 cores (1 for the scheduler) allow 9 workers of 4.
         "cluster_max_workers": 9,
         "scheduler_cmd": ["dask", "scheduler"],
-        "worker_cmd": ["dask", "worker"],
+        "worker_cmd": KUBE_WORKER_CMD,
     }
     assert out["error"] == "worker_cores must be <= 4, got 5"

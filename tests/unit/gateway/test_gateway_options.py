@@ -27,6 +27,7 @@ SETTINGS = {
         "groupLimits": {"org:power": {"clusterMaxCores": 200, "clusterMaxWorkers": 100}},
     },
 }
+ALLOWLIST = ["pangeo/pangeo-notebook:*", "pangeo/pangeo-notebook@sha256:*"]
 CLASSES = {"kubernetes": KubeClusterConfig, "local": LocalClusterConfig}
 
 
@@ -86,7 +87,7 @@ async def test_defaults(kind):
     assert config.cluster_max_memory == 80 * GIB
     assert config.cluster_max_workers == 9  # (20 cores - 1 for the scheduler) // 2
     assert config.scheduler_cmd[1:] == ["scheduler"]
-    assert config.worker_cmd[1:] == ["worker"]
+    assert config.worker_cmd[1:2] == ["worker"]
     assert config.environment == {
         "PANGEO_SCRATCH": "s3://pangeo-scratch/alice/",
         "AWS_DEFAULT_REGION": "us-west-2",
@@ -100,7 +101,8 @@ async def test_kubernetes_requests_equal_limits_and_image():
     c.KubeClusterConfig.image = "pangeo/pangeo-notebook:2026.11.18"
     c.KubeClusterConfig.worker_cores_limit = 2
     c.KubeClusterConfig.worker_memory_limit = "8G"
-    backend = backend_for("kubernetes", config=c)
+    settings = {**SETTINGS, "gateway": {**SETTINGS["gateway"], "imageAllowlist": ALLOWLIST}}
+    backend = backend_for("kubernetes", settings, config=c)
 
     _, config = await start(backend, User("alice"), worker_cores=6, worker_memory=24)
     assert (config.worker_cores, config.worker_cores_limit) == (6, 6)
@@ -108,8 +110,50 @@ async def test_kubernetes_requests_equal_limits_and_image():
     assert config.image == "pangeo/pangeo-notebook:2026.11.18"  # kept from the chart
 
     # What a notebook sends through DASK_GATEWAY__CLUSTER__OPTIONS__IMAGE.
-    _, config = await start(backend, User("alice"), image="pangeo/ml-notebook:2026.11.18")
-    assert config.image == "pangeo/ml-notebook:2026.11.18"
+    _, config = await start(backend, User("alice"), image="pangeo/pangeo-notebook:2026.12.01")
+    assert config.image == "pangeo/pangeo-notebook:2026.12.01"
+
+
+@pytest.mark.parametrize("kind", ["kubernetes", "local"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        "pangeo/pangeo-notebook:2026.11.18",
+        "pangeo/pangeo-notebook@sha256:" + "ab" * 32,
+    ],
+)
+async def test_allowed_images(kind, image):
+    settings = {**SETTINGS, "gateway": {**SETTINGS["gateway"], "imageAllowlist": ALLOWLIST}}
+    options, _ = await start(backend_for(kind, settings), User("alice"), image=image)
+    assert options["image"] == image
+
+
+@pytest.mark.parametrize("kind", ["kubernetes", "local"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ubuntu:24.04",
+        "evil.example/pangeo/pangeo-notebook:1",  # another registry
+        "pangeo/pangeo-notebook-evil:1",  # another repository with the same start
+        "pangeo/pangeo-notebook:1/../x",  # '*' never crosses '/'
+        "pangeo/pangeo-notebook:1@sha256:x",
+    ],
+)
+async def test_images_outside_the_allowlist_are_refused_with_the_patterns(kind, image):
+    settings = {**SETTINGS, "gateway": {**SETTINGS["gateway"], "imageAllowlist": ALLOWLIST}}
+    with pytest.raises(PublicException) as info:
+        await start(backend_for(kind, settings), User("alice"), image=image)
+    assert str(info.value) == (
+        f"image {image!r} is not allowed on this deployment; allowed images: "
+        "'pangeo/pangeo-notebook:*', 'pangeo/pangeo-notebook@sha256:*'"
+    )
+
+
+async def test_without_an_allowlist_only_the_default_image_runs():
+    backend = backend_for("kubernetes")
+    _, config = await start(backend, User("alice"))  # no image option: the chart's
+    with pytest.raises(PublicException, match="allowed images: none"):
+        await start(backend, User("alice"), image="pangeo/pangeo-notebook:2026.11.18")
 
 
 async def test_image_default_from_settings():

@@ -57,6 +57,38 @@ def test_configure_auth_uses_upstream_mechanisms():
     }
 
 
+def test_refusal_page_names_the_allowed_teams_but_not_the_admin_team():
+    # The admin team is usually allowed too; it is no way in for a newcomer.
+    values = hub_values(
+        custom={"pangeo": {"auth": {"adminTeams": ["pangeo-data:operators"]}}},
+        hub={
+            "config": {
+                "GitHubOAuthenticator": {
+                    "allowed_organizations": ["pangeo-data:users", "pangeo-data:operators"]
+                }
+            }
+        },
+    )
+    message = build_config(values).GitHubOAuthenticator.custom_403_message
+    assert message == (
+        "Sorry, your GitHub account is not a member of any GitHub team allowed "
+        "to use this hub (pangeo-data:users), so you cannot log in."
+    )
+
+
+def test_throwaway_user_endpoints_and_scope_are_registered():
+    values = hub_values(hub={"services": {"health-check": {"apiToken": "t" * 32}}})
+    c = build_config(values)
+    assert "custom:pangeo-cloud:create:service-users" in c.JupyterHub.custom_scopes
+    routes = [h[0] for h in c.JupyterHub.extra_handlers]
+    assert routes == [
+        "/api/pangeo/service-users",
+        "/api/pangeo/service-users/([^/]+)/tokens",
+    ]
+    # The creating endpoint knows the service's token, to sign the ticket.
+    assert c.JupyterHub.extra_handlers[0][2] == {"issuers": {"health-check": "t" * 32}}
+
+
 async def test_real_authenticator_accepts_our_config():
     """OAuthenticator validates traits (manage_groups before admin_groups etc.)."""
     from oauthenticator.github import GitHubOAuthenticator
