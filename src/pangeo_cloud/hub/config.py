@@ -35,8 +35,9 @@ def settings(get_config: Callable[..., Any]) -> dict[str, Any]:
 
 
 def configure(c: Any, get_config: Callable[..., Any]) -> None:
-    """Apply scratch env, GitHub team login, refusal page and profile rules to ``c``."""
+    """Apply scratch env, GitHub login, refusal page, profile rules, usage metrics to ``c``."""
     from pangeo_cloud.hub.auth import configure_auth
+    from pangeo_cloud.hub.metrics import register_usage_metrics
     from pangeo_cloud.hub.profiles import configure_profiles
     from pangeo_cloud.hub.spawn import configure_spawn
 
@@ -46,3 +47,4 @@ def configure(c: Any, get_config: Callable[..., Any]) -> None:
     configure_auth(c, get_config, pangeo.get("auth") or {})
     configure_profiles(c, get_config)
     configure_spawn(c, scratch)
+    register_usage_metrics(get_config("singleuser.profileList", None))
