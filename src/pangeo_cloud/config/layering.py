@@ -9,6 +9,8 @@ The order, lowest first, is fixed and shown by `pangeo-cloud render --layers`:
 3. each file of the stage's ``valuesFiles`` (``values/common.yaml``, ``values/<stage>.yaml``)
 4. each file of the stage's ``secretsFiles`` (sops-encrypted; masked unless decrypted)
 5. the generated layer that ships ``src/pangeo_cloud/gateway`` to dask-gateway
+6. the generated price table ``jupyterhub.custom.pangeo.costs`` (from
+   deployment.yaml ``prices`` and node pools; :mod:`pangeo_cloud.config.costs`)
 
 Merging follows Helm: maps merge key by key, a later scalar or list replaces the
 earlier one (lists are never concatenated), and ``null`` removes a key.
@@ -202,9 +204,13 @@ def values_layers(
     wiring = stage_wiring(stage, merge_all(layers))
     layers.insert(1, Layer(name="generated: stage wiring (release, namespace, proxy)", data=wiring))
     if generated:
+        from pangeo_cloud.config.costs import costs_layer
         from pangeo_cloud.config.hooks import gateway_hooks_layer
 
         layers.append(gateway_hooks_layer(merge_all(layers), paths))
+        costs = costs_layer(deployment, merge_all(layers))
+        if costs is not None:
+            layers.append(costs)
     return layers
 
 

@@ -38,6 +38,16 @@ class NodePool:
     labels: dict[str, str]
     # Node taints as key=value:Effect; only pods that tolerate them land there.
     taints: tuple[str, ...] = ()
+    # The machine type (e.g. r5.4xlarge), priced in the deployment's `prices`.
+    node_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Hourly price of each node type: the usage report's cost estimate."""
+
+    currency: str
+    per_hour: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class Deployment:
     node_pools: tuple[NodePool, ...]
     stages: dict[str, Stage] = field(default_factory=dict)
     source: Document | None = None
+    prices: Prices | None = None
 
     def stage(self, name: str) -> Stage:
         try:
@@ -159,7 +170,15 @@ class _Reader:
         return tuple(out)
 
 
-_TOP = {"name": True, "cloud": True, "cluster": False, "nodePools": False, "stages": True}
+_TOP = {
+    "name": True,
+    "cloud": True,
+    "cluster": False,
+    "nodePools": False,
+    "prices": False,
+    "stages": True,
+}
+_PRICES = {"currency": True, "perHour": True}
 _CLUSTER = {
     "name": False,
     "project": False,
@@ -168,7 +187,14 @@ _CLUSTER = {
     "kubernetesVersion": True,
     "account": False,
 }
-_POOL = {"name": True, "cpu": True, "memory": True, "labels": False, "taints": False}
+_POOL = {
+    "name": True,
+    "nodeType": False,
+    "cpu": True,
+    "memory": True,
+    "labels": False,
+    "taints": False,
+}
 _TAINT = re.compile(
     r"^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$"
 )
@@ -212,9 +238,35 @@ def _read_pools(r: _Reader, raw: Any) -> tuple[NodePool, ...]:
                 memory=r.quantity(item["memory"], (*p, "memory")),
                 labels={str(k): str(v) for k, v in labels.items()},
                 taints=tuple(taints),
+                node_type=(
+                    r.string(item["nodeType"], (*p, "nodeType")) if "nodeType" in item else None
+                ),
             )
         )
     return tuple(pools)
+
+
+def _read_prices(r: _Reader, raw: Any, pools: tuple[NodePool, ...]) -> Prices | None:
+    """`prices`: currency and hourly price per node type; every price names a pool's type."""
+    if raw is None:
+        return None
+    r.mapping(raw, ("prices",), _PRICES)
+    currency = r.string(raw["currency"], ("prices", "currency"))
+    table = raw["perHour"]
+    if not isinstance(table, dict) or not table:
+        raise r.doc.error(("prices", "perHour"), "must map node types to an hourly price")
+    types = {pool.node_type for pool in pools if pool.node_type}
+    per_hour = {}
+    for node_type, price in table.items():
+        path = ("prices", "perHour", str(node_type))
+        if str(node_type) not in types:
+            raise r.doc.error(
+                path,
+                f"no node pool has nodeType {node_type!r} (node types: "
+                f"{', '.join(sorted(types)) or 'none'})",
+            )
+        per_hour[str(node_type)] = r.number(price, path)
+    return Prices(currency=currency, per_hour=per_hour)
 
 
 def _read_stage(r: _Reader, name: str, raw: Any, base: Path, names: set[str]) -> Stage:
@@ -353,15 +405,17 @@ def parse_deployment(doc: Document) -> Deployment:
     names = set(stages_raw)
     stages = {str(s): _read_stage(r, str(s), v, base, names) for s, v in stages_raw.items()}
     _check_stages(doc, stages)
+    pools = _read_pools(r, raw.get("nodePools"))
     return Deployment(
         name=name,
         cloud=cloud,
         directory=base,
         cluster=dict(cluster),
         kubernetes_version=version,
-        node_pools=_read_pools(r, raw.get("nodePools")),
+        node_pools=pools,
         stages=stages,
         source=doc,
+        prices=_read_prices(r, raw.get("prices"), pools),
     )
 
 

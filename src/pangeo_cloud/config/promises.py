@@ -307,8 +307,8 @@ class _Checker:
 
     def dask_placement(self) -> None:
         """Schedulers and workers are pinned to declared pools they tolerate and fit in."""
-        if not self.d.node_pools:
-            return  # e.g. local: no nodes declared
+        if not self.d.node_pools or self.d.cloud == "local":
+            return  # local: Dask runs as processes of this machine, no node selectors
         g = ("jupyterhub", "custom", "pangeo", "gateway")
         backend = ("dask-gateway", "gateway", "backend")
         worker_cpu = self.mapping(*g, "workerCores").get("max")

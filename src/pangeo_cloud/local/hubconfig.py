@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pangeo_cloud.hub.z2jh_values import apply_z2jh_values, values_get_config
+from pangeo_cloud.local.monitoring import USAGE_SERVICE, usage_environment
 from pangeo_cloud.local.spawner import PangeoLocalSpawner
 
 SPAWNER = f"{PangeoLocalSpawner.__module__}.{PangeoLocalSpawner.__name__}"
@@ -134,6 +135,10 @@ def apply_login(c: Any, rt: dict[str, Any], get_config: Any) -> None:
     c.JupyterHub.authenticator_class = "shared-password"
     c.SharedPasswordAuthenticator.user_password = passwords["user"]
     c.SharedPasswordAuthenticator.allow_all = True
+    if passwords.get("admin"):
+        # One admin (the usage page, the admin panel), with a password of its own.
+        c.SharedPasswordAuthenticator.admin_users = {rt.get("admin_user", "admin")}
+        c.SharedPasswordAuthenticator.admin_password = passwords["admin"]
     groups: dict[str, list[str]] = {}
     for group, password in (passwords.get("groups") or {}).items():
         groups.setdefault(password, []).append(group)
@@ -189,6 +194,12 @@ def apply_services(c: Any, rt: dict[str, Any]) -> None:
             service["url"] = f"http://127.0.0.1:{rt['ports']['gateway']}"
             service["environment"] = {"PANGEO_LOCAL_RUN": rt["run_id"]}
             service["cwd"] = str(Path(rt["data_dir"]) / "gateway")
+        elif service.get("name") == USAGE_SERVICE:
+            service["command"] = [rt["python"], "-m", "pangeo_cloud.hub.usage_page"]
+            service["environment"] = {
+                "PANGEO_LOCAL_RUN": rt["run_id"],
+                **usage_environment(rt),
+            }
         elif "command" in service:
             env = dict(service.get("environment") or {})
             env["PANGEO_LOCAL_RUN"] = rt["run_id"]

@@ -8,7 +8,9 @@ Order of start (each step waits until the previous one answers):
    dask-gateway (:mod:`pangeo_cloud.local.gateway`), the idle culler and the
    scratch-credentials broker (:mod:`pangeo_cloud.broker.service`);
 3. the gateway is checked through the hub's proxy, as notebooks reach it;
-4. the broker's health check (it can mint credentials through MinIO's STS).
+4. the broker's health check (it can mint credentials through MinIO's STS);
+5. Prometheus scraping the hub, the gateway and the broker
+   (:mod:`pangeo_cloud.local.monitoring`), if it is installed.
 
 Servers and Dask workers get no store key: ``run/aws-config`` (their
 ``AWS_CONFIG_FILE``) runs the broker's client as ``credential_process``.
@@ -21,6 +23,7 @@ The data directory (``.pangeo-local/`` in the repository by default, 0700)::
     objectstore/     the scratch bucket's objects (MinIO)
     gateway/         Dask clusters' working directories
     logs/            hub.log, gateway.log, objectstore.log
+    prometheus/      Prometheus' configuration, token file, log and time series
     run/             this run's runtime.json (0600), hub config, broker.json, aws-config, lock
 
 Everything started carries ``PANGEO_LOCAL_RUN=<run id>``; :meth:`LocalRuntime.stop`
@@ -51,12 +54,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pangeo_cloud.config.wiring import env_mapping
-from pangeo_cloud.local import objectstore, processes
+from pangeo_cloud.local import monitoring, objectstore, processes
+from pangeo_cloud.local.prometheus import PrometheusError
 from pangeo_cloud.ports import free_ports
 
 START_TIMEOUT = 180.0  # seconds for any one component to answer (2 cores, cold caches)
 SHARED_PASSWORD = "shared-password"
 BROKER_SERVICE = "scratch-credentials"
+ADMIN_USER = "admin"
 GITHUB = {"github", "oauthenticator.github.GitHubOAuthenticator", "GitHubOAuthenticator"}
 
 
@@ -70,6 +75,8 @@ class GitHubLogin:
     client_secret: str
     url: str | None = None
     allowed_organizations: list[str] = field(default_factory=list)
+    # org:team entries whose members become admins (custom.pangeo.auth.adminTeams).
+    admin_teams: list[str] = field(default_factory=list)
 
 
 def default_data_dir(repo_root: Path | None) -> Path:
@@ -154,6 +161,9 @@ def load_secrets(data_dir: Path, groups: list[str]) -> dict[str, Any]:
     data.setdefault("proxy_auth_token", secrets.token_hex(32))
     data.setdefault("crypt_key", secrets.token_hex(32))
     data.setdefault("health_check_token", secrets.token_hex(32))
+    data.setdefault("metrics_token", secrets.token_hex(32))
+    # The `admin` user's password (JupyterHub wants 32 characters or more).
+    data.setdefault("admin_password", secrets.token_urlsafe(30))
     if json.dumps(data, sort_keys=True) != before:
         write_private(file, json.dumps(data, indent=2) + "\n")
     os.chmod(file, 0o600)
@@ -356,6 +366,7 @@ class LocalRuntime:
         self.run_id = uuid.uuid4().hex
         self._lock_file: Any = None
         self.started_at = time.monotonic()
+        self.prometheus: Any = None
 
     # -- preparation (nothing is started) --------------------------------------
 
@@ -393,7 +404,16 @@ class LocalRuntime:
         self._take_lock()
         self.groups = restricted_groups(self.values) if self.login == SHARED_PASSWORD else []
         self.secrets = load_secrets(self.data_dir, self.groups)
-        names = ("hub", "proxy_api", "gateway", "gateway_api", "store", "broker")
+        names = (
+            "hub",
+            "proxy_api",
+            "gateway",
+            "gateway_api",
+            "store",
+            "broker",
+            "prometheus",
+            "usage",
+        )
         self.ports = {"public": self.port}
         self.ports.update(zip(names, free_ports(len(names), {self.port}), strict=True))
         self.store = objectstore.store_spec(
@@ -406,6 +426,13 @@ class LocalRuntime:
         aws_config = self.data_dir / "run" / "aws-config"
         self.values = local_values(self.values, self.ports, self.store.endpoint, aws_config)
         add_health_check_service(self.values, self.secrets["health_check_token"])
+        if self.github is not None and self.github.admin_teams:
+            auth = self.values["jupyterhub"]["custom"]["pangeo"].setdefault("auth", {})
+            auth["adminTeams"] = sorted(
+                set(auth.get("adminTeams") or []) | set(self.github.admin_teams)
+            )
+        monitoring.add_prometheus_service(self.values, self.secrets["metrics_token"])
+        monitoring.add_usage_service(self.values, self.ports["usage"])
 
     def _take_lock(self) -> None:
         lock = self.data_dir / "run" / "lock"
@@ -459,11 +486,12 @@ class LocalRuntime:
         """Start everything and wait until it answers; on failure stop what started."""
         self.started_at = time.monotonic()
         try:
-            total = 4
+            total = 5
             self._step(1, total, f"scratch store ({self.store.kind})", self._start_store)
             self._step(2, total, "JupyterHub and configurable-http-proxy", self._start_hub)
             self._step(3, total, "Dask Gateway (hub service) and idle culler", self._wait_gateway)
             self._step(4, total, "scratch-credentials broker (hub service)", self._wait_broker)
+            self._step(5, total, "Prometheus (usage metrics)", self._start_prometheus)
         except BaseException:
             self.stop()
             raise
@@ -526,6 +554,9 @@ class LocalRuntime:
             "ports": self.ports,
             "values": self.values,
             "log_level": self.log_level,
+            "deployment": self.deployment,
+            "stage": self.stage,
+            "prometheus": self.prometheus_url,
             "store": {
                 "kind": self.store.kind,
                 "endpoint": self.store.endpoint,
@@ -539,6 +570,7 @@ class LocalRuntime:
             },
             "passwords": {
                 "user": self.secrets["user_password"],
+                "admin": self.secrets["admin_password"],
                 "groups": {g: self.secrets["group_passwords"][g] for g in self.groups},
             },
             "github": None,
@@ -548,7 +580,8 @@ class LocalRuntime:
                 "client_id": self.github.client_id,
                 "client_secret": self.github.client_secret,
                 "url": self.github.url,
-                "allowed_organizations": list(self.github.allowed_organizations),
+                "allowed_organizations": list(self.github.allowed_organizations)
+                + list(self.github.admin_teams),
             }
         runtime_file = run / "runtime.json"
         write_private(runtime_file, json.dumps(rt, indent=1, default=str))
@@ -595,6 +628,26 @@ class LocalRuntime:
             return "per-user credentials from MinIO's STS, limited to the user's prefix"
         return "moto stands in for MinIO: its credentials are NOT limited to a prefix"
 
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['prometheus']}"
+
+    def _start_prometheus(self) -> str:
+        targets = monitoring.scrape_targets(
+            self.ports, self.secrets["metrics_token"], self.deployment, self.stage, BROKER_SERVICE
+        )
+        server = monitoring.prometheus_for(
+            self.data_dir, self.ports["prometheus"], targets, self._env()
+        )
+        if server is None:
+            return "NOT started: prometheus is not installed (make system); no usage report"
+        try:
+            server.start()
+        except PrometheusError as exc:
+            raise LocalRuntimeError(str(exc)) from None
+        self.prometheus = server
+        return f"scraping hub, gateway and broker every {server.interval_s} s"
+
     def _wait(self, url: str, proc: Any, log: Path, what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -622,6 +675,10 @@ class LocalRuntime:
         ]
         if self.login == SHARED_PASSWORD:
             lines.append(f"  Log in:   any username, password {self.secrets['user_password']}")
+            lines.append(
+                f"            as admin `{ADMIN_USER}` (usage page): password "
+                f"{self.secrets['admin_password']}"
+            )
             for group in self.groups:
                 lines.append(
                     f"            as a member of group {group!r} (restricted profiles): "
@@ -642,8 +699,16 @@ class LocalRuntime:
             f"  Dask:     GatewayCluster() in a notebook ({self.url}services/dask-gateway)",
             f"  Data:     {self.data_dir} (homes, scratch, hub database: kept between runs)",
             f"  Logs:     {self.data_dir / 'logs'}",
-            "Press Ctrl-C to stop.",
         ]
+        if self.prometheus is not None:
+            lines.append(
+                f"  Usage:    Prometheus at {self.prometheus_url}; "
+                f"`pangeo-cloud usage {self.deployment} {self.stage}` reports per user; "
+                f"admins see {self.url}services/usage/"
+            )
+        else:
+            lines.append("  Usage:    no Prometheus (not installed: make system)")
+        lines.append("Press Ctrl-C to stop.")
         return "\n".join(lines)
 
     def failed(self) -> str | None:
@@ -660,6 +725,9 @@ class LocalRuntime:
 
     def stop(self) -> None:
         """Stop everything of this run (idempotent)."""
+        if self.prometheus is not None:
+            self.prometheus.stop()
+            self.prometheus = None
         hub = self.procs.pop("hub", None)
         if hub is not None:
             processes.stop(hub, timeout=30)

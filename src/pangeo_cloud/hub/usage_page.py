@@ -1,0 +1,161 @@
+"""The usage page: the usage report in the browser, for hub admins only.
+
+A JupyterHub service (``usage``, under ``/services/usage/``) that logs people
+in with JupyterHub OAuth (:class:`jupyterhub.services.auth.HubOAuthenticated`)
+and shows the report of :mod:`.usage_report` (``?since=7d&by=group``) to
+admins; anyone else gets 403. Run as ``python -m pangeo_cloud.hub.usage_page``
+with the usual service variables (``JUPYTERHUB_API_TOKEN``,
+``JUPYTERHUB_SERVICE_PREFIX``, ``JUPYTERHUB_SERVICE_URL`` ...) plus:
+
+- ``PANGEO_PROMETHEUS_URL``: the Prometheus to read;
+- ``PANGEO_USAGE_DEPLOYMENT`` / ``PANGEO_USAGE_STAGE``: the series' labels;
+- ``PANGEO_USAGE_COSTS``: ``custom.pangeo.costs`` as JSON (the price table).
+
+Standard library, tornado and JupyterHub only (it runs next to the hub).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import os
+import sys
+from typing import Any
+from urllib.parse import urlparse
+
+from pangeo_cloud.hub.promql import PrometheusError, duration_seconds
+from pangeo_cloud.hub.usage_report import (
+    BY,
+    COLUMNS,
+    Report,
+    UsageError,
+    build_report,
+    cell,
+    idle_text,
+)
+
+SERVICE_NAME = "usage"
+
+
+def report_html(report: Report) -> str:
+    """The report as an HTML table (escaped), with the total and the idle-cluster notes."""
+    head = "".join(
+        f"<th>{html.escape(h if a != 'cost' else f'Cost ({report.currency})')}</th>"
+        for a, h, _ in COLUMNS
+    )
+    rows = []
+    for row in [*report.rows, report.total()]:
+        cells = "".join(f"<td>{html.escape(cell(row, a, f))}</td>" for a, _, f in COLUMNS)
+        idle = html.escape(idle_text(row)) if row.key != "total" else ""
+        rows.append(
+            f'<tr class="usage-row" data-key="{html.escape(row.key, quote=True)}">'
+            f"<th>{html.escape(row.key)}</th>{cells}<td>{idle}</td></tr>"
+        )
+    nudges = "".join(f'<li class="usage-nudge">{html.escape(n)}</li>' for n in report.nudges)
+    return (
+        f'<table class="usage" border="1" cellpadding="4"><thead><tr>'
+        f"<th>{html.escape(report.by.capitalize())}</th>{head}<th>Dask idle</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        + (f"<h2>Idle Dask clusters</h2><ul>{nudges}</ul>" if nudges else "")
+    )
+
+
+def page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def make_app(settings: dict[str, Any], prefix: str) -> Any:
+    from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+    from jupyterhub.utils import url_path_join
+    from tornado import web
+
+    class UsageHandler(HubOAuthenticated, web.RequestHandler):
+        @web.authenticated
+        async def get(self) -> None:
+            user = self.get_current_user()
+            if not user.get("admin"):
+                raise web.HTTPError(403, "the usage page is for the hub's admins")
+            since = self.get_argument("since", "30d")
+            by = self.get_argument("by", "user")
+            title = f"Usage of {settings['deployment']}/{settings['stage']}"
+            try:
+                report = await asyncio.to_thread(
+                    build_report,
+                    settings["prometheus"],
+                    settings["deployment"],
+                    settings["stage"],
+                    duration_seconds(since),
+                    by,
+                    settings["costs"],
+                )
+            except (UsageError, PrometheusError, ValueError) as exc:
+                self.set_status(200 if isinstance(exc, UsageError) else 502)
+                self.finish(page(title, f'<p class="usage-error">{html.escape(str(exc))}</p>'))
+                return
+            links = " ".join(
+                f'<a href="?since={html.escape(since, quote=True)}&by={b}">by {b}</a>' for b in BY
+            )
+            body = (
+                f"<p>Last {html.escape(since)}, by {html.escape(by)} ({links}). Cost is an "
+                "estimate: each server's and worker's share of its node times the node's "
+                "hourly price.</p>" + report_html(report)
+            )
+            self.finish(page(title, body))
+
+    return web.Application(
+        [
+            (prefix, UsageHandler),
+            (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+        ],
+        cookie_secret=os.urandom(32),
+    )
+
+
+def settings_from_env() -> dict[str, Any]:
+    missing = [
+        name
+        for name in ("PANGEO_PROMETHEUS_URL", "PANGEO_USAGE_DEPLOYMENT", "PANGEO_USAGE_STAGE")
+        if not os.environ.get(name)
+    ]
+    if missing:
+        raise ValueError(f"usage page: set {', '.join(missing)}")
+    try:
+        costs = json.loads(os.environ.get("PANGEO_USAGE_COSTS") or "{}")
+    except ValueError as exc:
+        raise ValueError(f"usage page: PANGEO_USAGE_COSTS is not JSON: {exc}") from None
+    return {
+        "prometheus": os.environ["PANGEO_PROMETHEUS_URL"],
+        "deployment": os.environ["PANGEO_USAGE_DEPLOYMENT"],
+        "stage": os.environ["PANGEO_USAGE_STAGE"],
+        "costs": costs,
+    }
+
+
+def main() -> int:
+    try:
+        settings = settings_from_env()
+    except ValueError as exc:
+        print(f"FATAL: {exc}", file=sys.stderr, flush=True)
+        return 2
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
+    app = make_app(settings, prefix)
+
+    async def serve() -> None:
+        app.listen(url.port or 10101, url.hostname or "127.0.0.1", xheaders=True)
+        print(f"usage page listening on {url.geturl()}{prefix}", file=sys.stderr, flush=True)
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
