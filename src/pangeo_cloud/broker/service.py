@@ -24,7 +24,7 @@ Routes (under the service prefix, ``/services/scratch-credentials/``):
 
 Configuration: the JSON file named by ``$PANGEO_BROKER_CONFIG``::
 
-    {"scratch": {...custom.pangeo.scratch...}, "lifetime": 3600,
+    {"scratch": {...custom.pangeo.scratch...}, "lifetime": 3600, "usageCacheSeconds": 300,
      "provider": {...provider keys, see providers.py...}}
 
 The hub connection comes from the usual service variables (``JUPYTERHUB_API_URL``,
@@ -49,7 +49,7 @@ from tornado import web
 
 from pangeo_cloud.broker import ACCESS_SCOPE, SERVICE_NAME
 from pangeo_cloud.broker.providers import Provider, ProviderError, get_provider
-from pangeo_cloud.broker.usage import ScratchUsage, exposition, usage_for
+from pangeo_cloud.broker.usage import CACHE_SECONDS, ScratchUsage, exposition, usage_for
 from pangeo_cloud.scratch import ScratchConfigError, check_scratch_settings, scratch_key_prefix
 
 log = logging.getLogger("pangeo_cloud.broker")
@@ -271,7 +271,7 @@ def build(config: dict[str, Any], hub_auth: Any = None) -> Broker:
 
         # No cache: every request asks the hub, so revocation is immediate.
         hub_auth = HubAuth(cache_max_age=0)
-    usage = usage_for(scheme, settings)
+    usage = usage_for(scheme, settings, config.get("usageCacheSeconds", CACHE_SECONDS))
     return Broker(provider, config.get("scratch") or {}, lifetime_of(config), hub_auth, usage)
 
 

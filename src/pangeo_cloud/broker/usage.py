@@ -109,8 +109,15 @@ def gcs_lister(settings: dict[str, Any]) -> Lister:
 class ScratchUsage:
     """Cached per-user sizes of one scratch bucket (module docstring)."""
 
-    def __init__(self, url: str, lister: Lister, max_objects: int = MAX_OBJECTS) -> None:
+    def __init__(
+        self,
+        url: str,
+        lister: Lister,
+        max_objects: int = MAX_OBJECTS,
+        cache_seconds: float = CACHE_SECONDS,
+    ) -> None:
         self.base = urlparse(url).path.strip("/")
+        self.cache_seconds = cache_seconds
         self.lister = lister
         self.max_objects = max_objects
         self._cached: tuple[float, dict[str, int], bool] | None = None
@@ -132,7 +139,7 @@ class ScratchUsage:
         """(bytes per user, whether the listing was cut short); one listing at a time."""
         async with self._lock:
             now = time.monotonic()
-            if self._cached is not None and now - self._cached[0] < CACHE_SECONDS:
+            if self._cached is not None and now - self._cached[0] < self.cache_seconds:
                 return self._cached[1], self._cached[2]
             sizes, truncated = await asyncio.to_thread(self._list)
             self._cached = (now, sizes, truncated)
@@ -156,6 +163,8 @@ def exposition(sizes: dict[str, int], truncated: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def usage_for(scheme: str, settings: dict[str, Any]) -> ScratchUsage:
+def usage_for(
+    scheme: str, settings: dict[str, Any], cache_seconds: float = CACHE_SECONDS
+) -> ScratchUsage:
     lister = s3_lister(settings) if scheme == "s3" else gcs_lister(settings)
-    return ScratchUsage(settings["url"], lister)
+    return ScratchUsage(settings["url"], lister, cache_seconds=float(cache_seconds))

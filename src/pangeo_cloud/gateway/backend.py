@@ -448,17 +448,19 @@ class PangeoBackendMixin(LoggingConfigurable):
         if not await self._metrics_tokens.allowed(self.session, url, token):
             raise web.HTTPForbidden(reason=f"metrics need the {metrics.METRICS_SCOPE} scope")
         running = [c for c in await self.list_clusters() if c.status.name == "RUNNING"]
-        idle = await metrics.gather_idle(self.session, [c.dashboard_address for c in running])
+        states = await metrics.gather_states(self.session, [c.dashboard_address for c in running])
         samples = [
             metrics.ClusterSample(
                 user=c.username,
                 cluster=c.name,
-                workers=self._connected.get(c.name, 0),
+                workers=state.workers
+                if state.workers is not None
+                else self._connected.get(c.name, 0),
                 worker_cores=float(c.config.get("worker_cores", 0)),
                 worker_memory=float(c.config.get("worker_memory", 0)),
-                idle=is_idle,
+                idle=state.idle,
             )
-            for c, is_idle in zip(running, idle, strict=True)
+            for c, state in zip(running, states, strict=True)
         ]
         return web.Response(
             text=metrics.render(samples), content_type="text/plain", charset="utf-8"

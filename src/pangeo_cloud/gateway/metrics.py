@@ -7,15 +7,17 @@ each scrape from what the backend knows:
 
 - ``pangeo_dask_cluster_running{user, cluster}``: 1 per running cluster;
 - ``pangeo_dask_workers{user, cluster}``: the workers connected to its
-  scheduler (``active_workers`` of the scheduler's last heartbeat);
+  scheduler (the scheduler's own count, else the ``active_workers`` of its
+  last heartbeat, which comes only every ``cluster_heartbeat_period``);
 - ``pangeo_dask_worker_cores`` / ``pangeo_dask_worker_memory_bytes``: those
   workers times the cluster's ``worker_cores`` / ``worker_memory``;
 - ``pangeo_dask_cluster_idle{user, cluster}``: 1 while the scheduler has no
   task processing, else 0. The heartbeat carries only worker names, so the
-  scheduler is asked: its dashboard's ``/metrics``
-  (``dask_scheduler_tasks{state="processing"}``, distributed's own exporter),
-  all clusters at once with a short timeout; a scheduler that does not answer
-  gets no idle sample rather than a guess.
+  scheduler is asked: its dashboard's ``/metrics`` (distributed's own
+  exporter: ``dask_scheduler_tasks{state="processing"}`` and
+  ``dask_scheduler_workers{state=...}``), all clusters at once with a short
+  timeout; a scheduler that does not answer gets no idle sample rather than a
+  guess.
 
 The endpoint names users, so it needs a JupyterHub token with the
 ``read:metrics`` scope (as the hub's ``/hub/metrics`` does), checked against
@@ -37,6 +39,7 @@ METRICS_SCOPE = "read:metrics"
 SCHEDULER_TIMEOUT_S = 3.0
 TOKEN_CACHE_S = 60.0
 _PROCESSING = re.compile(r'^dask_scheduler_tasks\{[^}]*state="processing"[^}]*\}\s+(\S+)', re.M)
+_WORKERS = re.compile(r"^dask_scheduler_workers\{[^}]*\}\s+(\S+)", re.M)
 
 HELP = {
     "pangeo_dask_cluster_running": "1 per running Dask cluster",
@@ -83,25 +86,36 @@ def render(samples: Iterable[ClusterSample]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def processing_tasks(exposition: str) -> float | None:
-    """Tasks processing, from a scheduler's /metrics text (None if absent)."""
-    match = _PROCESSING.search(exposition)
-    return float(match.group(1)) if match else None
+@dataclass(frozen=True)
+class SchedulerState:
+    """What a scheduler's /metrics says (None: it did not say)."""
+
+    idle: bool | None = None
+    workers: int | None = None
 
 
-async def scheduler_idle(session: aiohttp.ClientSession, dashboard: str) -> bool | None:
-    """Whether the scheduler behind `dashboard` processes no task (None: unknown)."""
+def parse_scheduler(exposition: str) -> SchedulerState:
+    """Idleness and worker count from a scheduler's /metrics text."""
+    processing = _PROCESSING.search(exposition)
+    workers = _WORKERS.findall(exposition)
+    return SchedulerState(
+        idle=None if processing is None else float(processing.group(1)) == 0,
+        workers=round(sum(float(w) for w in workers)) if workers else None,
+    )
+
+
+async def scheduler_state(session: aiohttp.ClientSession, dashboard: str) -> SchedulerState:
+    """Ask the scheduler behind `dashboard` (an empty state if it does not answer)."""
     if not dashboard:
-        return None
+        return SchedulerState()
     timeout = aiohttp.ClientTimeout(total=SCHEDULER_TIMEOUT_S)
     try:
         async with session.get(dashboard.rstrip("/") + "/metrics", timeout=timeout) as resp:
             if resp.status != 200:
-                return None
-            count = processing_tasks(await resp.text())
+                return SchedulerState()
+            return parse_scheduler(await resp.text())
     except (TimeoutError, aiohttp.ClientError, UnicodeDecodeError):
-        return None
-    return None if count is None else count == 0
+        return SchedulerState()
 
 
 class TokenCheck:
@@ -135,6 +149,8 @@ def bearer_token(header: str) -> str | None:
     return token.strip()
 
 
-async def gather_idle(session: aiohttp.ClientSession, dashboards: list[str]) -> list[bool | None]:
+async def gather_states(
+    session: aiohttp.ClientSession, dashboards: list[str]
+) -> list[SchedulerState]:
     """Ask all schedulers at once: a scrape waits at most one timeout."""
-    return list(await asyncio.gather(*(scheduler_idle(session, d) for d in dashboards)))
+    return list(await asyncio.gather(*(scheduler_state(session, d) for d in dashboards)))

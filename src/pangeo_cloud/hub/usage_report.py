@@ -196,7 +196,8 @@ def build_report(
     else:
         report.rows = _profile_rows(base_url, sel, window, end, hub_step, gw_step, costs)
     if with_plot:
-        report.over_time = _over_time(base_url, sel, since_s, end, hub_step)
+        steps = {HUB_JOB: hub_step} | ({GATEWAY_JOB: gw_step} if gw_step else {})
+        report.over_time = _over_time(base_url, sel, since_s, end, steps)
     return report
 
 
@@ -378,15 +379,27 @@ def _idle_nudges(base: str, sel: str, window: str, end: float) -> list[str]:
 
 
 def _over_time(
-    base: str, sel: str, since_s: float, end: float, hub_step: float
+    base: str, sel: str, since_s: float, end: float, steps: dict[str, float]
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """CPU cores in use per user over the range: servers' guarantees plus Dask workers."""
-    step = max(hub_step, since_s / PLOT_POINTS)
+    """CPU cores reserved per user over the range: servers' guarantees plus Dask workers.
+
+    Each point is the average over the step before it (samples times the scrape
+    interval, divided by the step), so short sessions still show.
+    """
+    step = float(max(max(steps.values()), round(since_s / PLOT_POINTS)))
     start = end - since_s
     times = [start + i * step for i in range(int(since_s / step) + 1)]
     series: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    for metric in ("pangeo_server_cpu_request", "pangeo_dask_worker_cores"):
-        promql = f"sum by (user) ({metric}{{{sel}}})"
+    for metric, job in (
+        ("pangeo_server_cpu_request", HUB_JOB),
+        ("pangeo_dask_worker_cores", GATEWAY_JOB),
+    ):
+        if job not in steps:
+            continue
+        promql = (
+            f"sum by (user) (sum_over_time({metric}{{{sel}}}[{step:.0f}s])) "
+            f"* {steps[job]:g} / {step:g}"
+        )
         for s in query_range(base, promql, start, end, step):
             # Range query points lie on start + k * step: index them by k.
             for t, v in s["values"]:
@@ -416,11 +429,21 @@ def cell(row: Row, attr: str, fmt: str) -> str:
     value = getattr(row, attr)
     if fmt == "SCRATCH":
         return f"{value / GB:.3f}"
+    if 0 < abs(value) < 1:
+        return f"{value:.3g}"  # short sessions: keep three significant digits
     return fmt.format(value)
 
 
 def idle_text(row: Row) -> str:
     return "" if row.idle_fraction is None else f"{row.idle_fraction:.0%}"
+
+
+def describe_span(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds / size
+            return f"{count:.3g} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} seconds"
 
 
 def format_table(report: Report) -> str:
@@ -437,8 +460,7 @@ def format_table(report: Report) -> str:
         rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
         return "  ".join([first, *rest]).rstrip()
 
-    days = report.since_s / 86400
-    span = f"{days:g} days" if days >= 1 else f"{report.since_s / 3600:.2g} hours"
+    span = describe_span(report.since_s)
     out = [
         f"Usage of {report.deployment}/{report.stage} over the last {span} "
         f"(Prometheus {report.prometheus}), by {report.by}:",
