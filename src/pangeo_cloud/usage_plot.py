@@ -49,12 +49,14 @@ def _png(report: Report, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     users = list(report.over_time)
+    unit, size = ("minutes", 60) if report.since_s <= 3 * 3600 else ("hours", 3600)
     if users:
-        times = [t - report.end for t in report.over_time[users[0]][0]]
-        hours = [t / 3600 for t in times]
-        ax.stackplot(hours, *[report.over_time[u][1] for u in users], labels=users, step="post")
+        times = [(t - report.end) / size for t in report.over_time[users[0]][0]]
+        # Each point is the average over the step before it.
+        ax.stackplot(times, *[report.over_time[u][1] for u in users], labels=users, step="pre")
         ax.legend(loc="upper left", fontsize="small")
-    ax.set_xlabel("hours before " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(report.end)))
+    end = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(report.end))
+    ax.set_xlabel(f"{unit} before {end}")
     ax.set_ylabel("CPU cores")
     ax.set_title(_title(report), fontsize="medium")
     fig.tight_layout()

@@ -28,7 +28,7 @@ from typing import Any
 from pangeo_cloud.config.model import Deployment, NodePool
 from pangeo_cloud.config.yamlpos import dig
 
-LAYER_NAME = "generated: price table (deployment.yaml prices)"
+LAYER_NAME = "generated: price table (deployment.yaml prices), usage page labels"
 
 
 def _matches(pool: NodePool, selector: dict[str, Any]) -> bool:
@@ -78,10 +78,15 @@ def costs_for(deployment: Deployment, values: dict[str, Any]) -> dict[str, Any] 
     return out
 
 
-def costs_layer(deployment: Deployment, values: dict[str, Any]):  # -> Layer | None
+def costs_layer(deployment: Deployment, stage: str, values: dict[str, Any]):  # -> Layer | None
+    """The price table, and the usage page's deployment and stage (the series' labels)."""
     from pangeo_cloud.config.layering import Layer
 
     costs = costs_for(deployment, values)
-    if costs is None:
-        return None
-    return Layer(LAYER_NAME, {"jupyterhub": {"custom": {"pangeo": {"costs": costs}}}})
+    jupyterhub: dict[str, Any] = {}
+    if costs is not None:
+        jupyterhub["custom"] = {"pangeo": {"costs": costs}}
+    if isinstance(dig(values, ("jupyterhub", "hub", "services", "usage")), dict):
+        env = {"PANGEO_USAGE_DEPLOYMENT": deployment.name, "PANGEO_USAGE_STAGE": stage}
+        jupyterhub["hub"] = {"services": {"usage": {"environment": env}}}
+    return Layer(LAYER_NAME, {"jupyterhub": jupyterhub}) if jupyterhub else None

@@ -208,7 +208,7 @@ def values_layers(
         from pangeo_cloud.config.hooks import gateway_hooks_layer
 
         layers.append(gateway_hooks_layer(merge_all(layers), paths))
-        costs = costs_layer(deployment, merge_all(layers))
+        costs = costs_layer(deployment, stage.name, merge_all(layers))
         if costs is not None:
             layers.append(costs)
     return layers

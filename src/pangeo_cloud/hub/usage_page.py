@@ -9,7 +9,14 @@ with the usual service variables (``JUPYTERHUB_API_TOKEN``,
 
 - ``PANGEO_PROMETHEUS_URL``: the Prometheus to read;
 - ``PANGEO_USAGE_DEPLOYMENT`` / ``PANGEO_USAGE_STAGE``: the series' labels;
-- ``PANGEO_USAGE_COSTS``: ``custom.pangeo.costs`` as JSON (the price table).
+- ``PANGEO_USAGE_COSTS``: ``custom.pangeo.costs`` as JSON (the price table),
+  or ``PANGEO_USAGE_VALUES``: a file of the jupyterhub values holding it
+  (z2jh's ``/usr/local/etc/jupyterhub/secret/values.yaml`` in the hub pod).
+
+In the clusters the hub runs it in its own pod (``hub.services.usage`` in the
+chart's values) and the service URL names the hub Service, so it listens on
+all of the pod's addresses; locally it listens on the loopback address given.
+A missing setting does not stop the page: it says what to set.
 
 Standard library, tornado and JupyterHub only (it runs next to the hub).
 """
@@ -81,6 +88,11 @@ def make_app(settings: dict[str, Any], prefix: str) -> Any:
             user = self.get_current_user()
             if not user.get("admin"):
                 raise web.HTTPError(403, "the usage page is for the hub's admins")
+            if settings.get("problem"):
+                self.finish(
+                    page("Usage", f'<p class="usage-error">{html.escape(settings["problem"])}</p>')
+                )
+                return
             since = self.get_argument("since", "30d")
             by = self.get_argument("by", "user")
             title = f"Usage of {settings['deployment']}/{settings['stage']}"
@@ -117,38 +129,70 @@ def make_app(settings: dict[str, Any], prefix: str) -> Any:
     )
 
 
+def _costs() -> dict[str, Any]:
+    if os.environ.get("PANGEO_USAGE_COSTS"):
+        return json.loads(os.environ["PANGEO_USAGE_COSTS"])
+    path = os.environ.get("PANGEO_USAGE_VALUES")
+    if not path:
+        return {}
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    return ((values.get("custom") or {}).get("pangeo") or {}).get("costs") or {}
+
+
 def settings_from_env() -> dict[str, Any]:
+    """The page's settings; ``problem`` says what is missing (shown to admins)."""
+    settings: dict[str, Any] = {
+        "prometheus": os.environ.get("PANGEO_PROMETHEUS_URL", ""),
+        "deployment": os.environ.get("PANGEO_USAGE_DEPLOYMENT", ""),
+        "stage": os.environ.get("PANGEO_USAGE_STAGE", ""),
+        "problem": "",
+    }
     missing = [
         name
-        for name in ("PANGEO_PROMETHEUS_URL", "PANGEO_USAGE_DEPLOYMENT", "PANGEO_USAGE_STAGE")
-        if not os.environ.get(name)
+        for name, key in (
+            ("PANGEO_PROMETHEUS_URL", "prometheus"),
+            ("PANGEO_USAGE_DEPLOYMENT", "deployment"),
+            ("PANGEO_USAGE_STAGE", "stage"),
+        )
+        if not settings[key]
     ]
-    if missing:
-        raise ValueError(f"usage page: set {', '.join(missing)}")
     try:
-        costs = json.loads(os.environ.get("PANGEO_USAGE_COSTS") or "{}")
-    except ValueError as exc:
-        raise ValueError(f"usage page: PANGEO_USAGE_COSTS is not JSON: {exc}") from None
-    return {
-        "prometheus": os.environ["PANGEO_PROMETHEUS_URL"],
-        "deployment": os.environ["PANGEO_USAGE_DEPLOYMENT"],
-        "stage": os.environ["PANGEO_USAGE_STAGE"],
-        "costs": costs,
-    }
+        settings["costs"] = _costs()
+    except (OSError, ValueError) as exc:
+        settings["costs"] = {}
+        settings["problem"] = f"the price table cannot be read: {exc}"
+    if missing:
+        settings["problem"] = (
+            f"the usage page is not configured: set {', '.join(missing)} in "
+            "hub.services.usage.environment"
+        )
+    return settings
+
+
+def listen_address(url: Any) -> str:
+    """Loopback addresses as given; a Service name (in the hub pod): every address."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(url.hostname or "")
+    except ValueError:
+        return ""
+    return url.hostname
 
 
 def main() -> int:
-    try:
-        settings = settings_from_env()
-    except ValueError as exc:
-        print(f"FATAL: {exc}", file=sys.stderr, flush=True)
-        return 2
+    settings = settings_from_env()
+    if settings["problem"]:
+        print(f"usage page: {settings['problem']}", file=sys.stderr, flush=True)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
     app = make_app(settings, prefix)
 
     async def serve() -> None:
-        app.listen(url.port or 10101, url.hostname or "127.0.0.1", xheaders=True)
+        app.listen(url.port or 10101, listen_address(url), xheaders=True)
         print(f"usage page listening on {url.geturl()}{prefix}", file=sys.stderr, flush=True)
         await asyncio.Event().wait()
 
