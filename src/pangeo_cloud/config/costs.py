@@ -28,7 +28,7 @@ from typing import Any
 from pangeo_cloud.config.model import Deployment, NodePool
 from pangeo_cloud.config.yamlpos import dig
 
-LAYER_NAME = "generated: price table (deployment.yaml prices), usage page labels"
+LAYER_NAME = "generated: price table (deployment.yaml prices), usage labels"
 
 
 def _matches(pool: NodePool, selector: dict[str, Any]) -> bool:
@@ -78,15 +78,12 @@ def costs_for(deployment: Deployment, values: dict[str, Any]) -> dict[str, Any] 
     return out
 
 
-def costs_layer(deployment: Deployment, stage: str, values: dict[str, Any]):  # -> Layer | None
-    """The price table, and the usage page's deployment and stage (the series' labels)."""
+def costs_layer(deployment: Deployment, stage: str, values: dict[str, Any]):  # -> Layer
+    """The price table, and ``custom.pangeo.usage``'s deployment and stage (series labels)."""
     from pangeo_cloud.config.layering import Layer
 
+    pangeo: dict[str, Any] = {"usage": {"deployment": deployment.name, "stage": stage}}
     costs = costs_for(deployment, values)
-    jupyterhub: dict[str, Any] = {}
     if costs is not None:
-        jupyterhub["custom"] = {"pangeo": {"costs": costs}}
-    if isinstance(dig(values, ("jupyterhub", "hub", "services", "usage")), dict):
-        env = {"PANGEO_USAGE_DEPLOYMENT": deployment.name, "PANGEO_USAGE_STAGE": stage}
-        jupyterhub["hub"] = {"services": {"usage": {"environment": env}}}
-    return Layer(LAYER_NAME, {"jupyterhub": jupyterhub}) if jupyterhub else None
+        pangeo["costs"] = costs
+    return Layer(LAYER_NAME, {"jupyterhub": {"custom": {"pangeo": pangeo}}})

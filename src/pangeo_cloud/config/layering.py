@@ -11,6 +11,7 @@ The order, lowest first, is fixed and shown by `pangeo-cloud render --layers`:
 5. the generated layer that ships ``src/pangeo_cloud/gateway`` to dask-gateway
 6. the generated price table ``jupyterhub.custom.pangeo.costs`` (from
    deployment.yaml ``prices`` and node pools; :mod:`pangeo_cloud.config.costs`)
+   and ``custom.pangeo.usage.deployment``/``stage`` (the metrics' labels)
 
 Merging follows Helm: maps merge key by key, a later scalar or list replaces the
 earlier one (lists are never concatenated), and ``null`` removes a key.
@@ -208,9 +209,7 @@ def values_layers(
         from pangeo_cloud.config.hooks import gateway_hooks_layer
 
         layers.append(gateway_hooks_layer(merge_all(layers), paths))
-        costs = costs_layer(deployment, stage.name, merge_all(layers))
-        if costs is not None:
-            layers.append(costs)
+        layers.append(costs_layer(deployment, stage.name, merge_all(layers)))
     return layers
 
 

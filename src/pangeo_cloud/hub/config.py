@@ -38,6 +38,7 @@ def configure(c: Any, get_config: Callable[..., Any]) -> None:
     """Apply scratch env, GitHub login, refusal page, profile rules, usage metrics to ``c``."""
     from pangeo_cloud.hub.auth import configure_auth
     from pangeo_cloud.hub.metrics import register_usage_metrics
+    from pangeo_cloud.hub.nudges import configure_nudges
     from pangeo_cloud.hub.profiles import configure_profiles
     from pangeo_cloud.hub.spawn import configure_spawn
 
@@ -48,3 +49,4 @@ def configure(c: Any, get_config: Callable[..., Any]) -> None:
     configure_profiles(c, get_config)
     configure_spawn(c, scratch)
     register_usage_metrics(get_config("singleuser.profileList", None))
+    configure_nudges(c, pangeo.get("usage") or {})

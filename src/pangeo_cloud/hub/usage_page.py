@@ -9,9 +9,11 @@ with the usual service variables (``JUPYTERHUB_API_TOKEN``,
 
 - ``PANGEO_PROMETHEUS_URL``: the Prometheus to read;
 - ``PANGEO_USAGE_DEPLOYMENT`` / ``PANGEO_USAGE_STAGE``: the series' labels;
-- ``PANGEO_USAGE_COSTS``: ``custom.pangeo.costs`` as JSON (the price table),
-  or ``PANGEO_USAGE_VALUES``: a file of the jupyterhub values holding it
-  (z2jh's ``/usr/local/etc/jupyterhub/secret/values.yaml`` in the hub pod).
+- ``PANGEO_USAGE_COSTS``: ``custom.pangeo.costs`` as JSON (the price table);
+- or ``PANGEO_USAGE_VALUES``: a file of the jupyterhub values, whose
+  ``custom.pangeo.usage`` (``prometheusUrl``, ``deployment``, ``stage``) and
+  ``custom.pangeo.costs`` fill in what the variables above leave unset (z2jh's
+  ``/usr/local/etc/jupyterhub/secret/values.yaml`` in the hub pod).
 
 In the clusters the hub runs it in its own pod (``hub.services.usage`` in the
 chart's values) and the service URL names the hub Service, so it listens on
@@ -129,9 +131,8 @@ def make_app(settings: dict[str, Any], prefix: str) -> Any:
     )
 
 
-def _costs() -> dict[str, Any]:
-    if os.environ.get("PANGEO_USAGE_COSTS"):
-        return json.loads(os.environ["PANGEO_USAGE_COSTS"])
+def _values_pangeo() -> dict[str, Any]:
+    """``custom.pangeo`` of the values file named by PANGEO_USAGE_VALUES ({} if none)."""
     path = os.environ.get("PANGEO_USAGE_VALUES")
     if not path:
         return {}
@@ -139,16 +140,29 @@ def _costs() -> dict[str, Any]:
 
     with open(path, encoding="utf-8") as f:
         values = yaml.safe_load(f) or {}
-    return ((values.get("custom") or {}).get("pangeo") or {}).get("costs") or {}
+    return (values.get("custom") or {}).get("pangeo") or {}
 
 
 def settings_from_env() -> dict[str, Any]:
     """The page's settings; ``problem`` says what is missing (shown to admins)."""
+    problem = ""
+    try:
+        pangeo = _values_pangeo()
+        costs = (
+            json.loads(os.environ["PANGEO_USAGE_COSTS"])
+            if os.environ.get("PANGEO_USAGE_COSTS")
+            else pangeo.get("costs") or {}
+        )
+    except (OSError, ValueError) as exc:
+        pangeo, costs = {}, {}
+        problem = f"the settings cannot be read: {exc}"
+    usage = pangeo.get("usage") or {}
     settings: dict[str, Any] = {
-        "prometheus": os.environ.get("PANGEO_PROMETHEUS_URL", ""),
-        "deployment": os.environ.get("PANGEO_USAGE_DEPLOYMENT", ""),
-        "stage": os.environ.get("PANGEO_USAGE_STAGE", ""),
-        "problem": "",
+        "prometheus": os.environ.get("PANGEO_PROMETHEUS_URL") or usage.get("prometheusUrl", ""),
+        "deployment": os.environ.get("PANGEO_USAGE_DEPLOYMENT") or usage.get("deployment", ""),
+        "stage": os.environ.get("PANGEO_USAGE_STAGE") or usage.get("stage", ""),
+        "costs": costs,
+        "problem": problem,
     }
     missing = [
         name
@@ -159,15 +173,10 @@ def settings_from_env() -> dict[str, Any]:
         )
         if not settings[key]
     ]
-    try:
-        settings["costs"] = _costs()
-    except (OSError, ValueError) as exc:
-        settings["costs"] = {}
-        settings["problem"] = f"the price table cannot be read: {exc}"
-    if missing:
+    if missing and not settings["problem"]:
         settings["problem"] = (
-            f"the usage page is not configured: set {', '.join(missing)} in "
-            "hub.services.usage.environment"
+            f"the usage page is not configured: set {', '.join(missing)} (or "
+            "jupyterhub.custom.pangeo.usage.prometheusUrl in the deployment's values)"
         )
     return settings
 

@@ -55,7 +55,7 @@ from urllib.parse import urlparse
 
 from pangeo_cloud.config.wiring import env_mapping
 from pangeo_cloud.local import monitoring, objectstore, processes
-from pangeo_cloud.local.prometheus import PrometheusError
+from pangeo_cloud.local.prometheus import PrometheusError, find_prometheus
 from pangeo_cloud.ports import free_ports
 
 START_TIMEOUT = 180.0  # seconds for any one component to answer (2 cores, cold caches)
@@ -439,6 +439,9 @@ class LocalRuntime:
             )
         monitoring.add_prometheus_service(self.values, self.secrets["metrics_token"])
         monitoring.add_usage_service(self.values, self.ports["usage"])
+        if find_prometheus() is not None:  # the page and the hub's idle-cluster nudges
+            usage = self.values["jupyterhub"]["custom"]["pangeo"].setdefault("usage", {})
+            usage["prometheusUrl"] = self.prometheus_url
 
     def _take_lock(self) -> None:
         lock = self.data_dir / "run" / "lock"

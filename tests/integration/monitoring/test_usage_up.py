@@ -266,3 +266,37 @@ def test_bad_input_is_one_line_and_writes_nothing(up, sessions, tmp_path, repo_c
     assert unpriced.returncode == 1, unpriced.stdout
     assert "node type 'unpriced'" in unpriced.stderr and "prices.perHour" in unpriced.stderr
     assert len(unpriced.stderr.strip().splitlines()) == 1 and not plot.exists()
+
+
+def test_idle_running_cluster_is_named_in_report_and_on_home_page(up, sessions):
+    """A cluster that ran no task: its owner is told, in the report and on the hub's home page."""
+    from dask_gateway import Gateway
+    from dask_gateway.auth import JupyterHubAuth
+
+    carol = Session(up, "carol", up.secrets["user_password"])
+    carol.spawn("small")
+    carol.wait_ready()
+    gateway = Gateway(
+        address=f"{up.url}services/dask-gateway",
+        proxy_address=f"gateway://127.0.0.1:{up.runtime['ports']['gateway']}",
+        auth=JupyterHubAuth(api_token=carol.token()),
+    )
+    cluster = gateway.new_cluster()
+    try:
+        home = f"{up.url}hub/home"
+        deadline = time.monotonic() + 180  # the hub asks Prometheus at most once a minute
+        page = ""
+        while time.monotonic() < deadline:
+            page = carol.user.session.get(home, timeout=60).text
+            if "has been idle" in page:
+                break
+            time.sleep(2)
+        assert f"Your Dask cluster {cluster.name}" in page and "has been idle" in page
+        table = usage(up.data_dir, "--since", "30m")
+        assert table.returncode == 0, table.stderr
+        assert f"Idle cluster: carol: Dask cluster {cluster.name} is running" in table.stdout
+        # alice's cluster ran a task and is gone: she is not nudged.
+        assert "Idle cluster: alice" not in table.stdout
+    finally:
+        cluster.shutdown()
+        carol.stop()
