@@ -116,3 +116,35 @@ def test_table_shows_rows_total_and_nudges():
     assert duration_seconds("30d") == 30 * 86400
     with pytest.raises(ValueError, match="not a duration"):
         duration_seconds("30 days")
+
+
+def test_hub_collector_reports_ready_servers_with_their_profile_and_requests():
+    from types import SimpleNamespace as NS
+
+    from pangeo_cloud.hub.metrics import UsageCollector
+
+    def spawner(ready: bool, profile: str | None, cpu: float, mem: int) -> NS:
+        options = {"profile": [profile]} if profile else {}
+        return NS(ready=ready, user_options=options, cpu_guarantee=cpu, mem_guarantee=mem)
+
+    users = {
+        "alice": NS(name="alice", spawners={"": spawner(True, "medium", 1.0, 2 * 2**30)}),
+        "bob": NS(name="bob", spawners={"": spawner(False, "small", 0.5, 2**30)}),  # starting
+        "carl": NS(name="carl", spawners={"gpu": spawner(True, None, 0.5, 2**30)}),
+    }
+
+    class Query(list):
+        pass
+
+    groups = [NS(name="operators", users=[NS(name="alice")])]
+    app = NS(users=users, db=NS(query=lambda _model: Query(groups)))
+    profiles = [{"slug": "small", "default": True}, {"slug": "medium"}]
+    families = {f.name: f for f in UsageCollector(lambda: app, profiles).collect()}
+    running = {tuple(s.labels.values()): s.value for s in families["pangeo_server_running"].samples}
+    assert running == {("alice", "", "medium"): 1, ("carl", "gpu", "small"): 1}
+    memory = families["pangeo_server_memory_request_bytes"].samples
+    assert {s.labels["user"]: s.value for s in memory} == {"alice": 2 * 2**30, "carl": 2**30}
+    group = families["pangeo_user_group"].samples
+    assert [(s.labels["user"], s.labels["group"]) for s in group] == [("alice", "operators")]
+    # Before the hub exists, a scrape yields the families without samples.
+    assert all(not f.samples for f in UsageCollector(lambda: None, profiles).collect())
