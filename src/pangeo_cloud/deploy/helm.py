@@ -35,6 +35,7 @@ RENDER_PINNED_VALUES: dict[str, Any] = {
             "services": {
                 "dask-gateway": {"apiToken": "render-pinned-dask-gateway-token"},
                 "scratch-credentials": {"apiToken": "render-pinned-scratch-credentials-token"},
+                "usage": {"apiToken": "render-pinned-usage-token"},
             },
         }
     }
