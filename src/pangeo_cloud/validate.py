@@ -84,7 +84,16 @@ class StageContext:
 
 def render_values(ctx: StageContext) -> dict[str, Any]:
     """Merged values plus the pinned generated secrets (render only, never deploy)."""
-    return merge(ctx.values, helm.RENDER_PINNED_VALUES)
+    pinned = helm.RENDER_PINNED_VALUES
+    services = ((ctx.values.get("jupyterhub") or {}).get("hub") or {}).get("services") or {}
+    optional = {
+        name: {"apiToken": token}
+        for name, token in helm.RENDER_PINNED_OPTIONAL_TOKENS.items()
+        if name in services
+    }
+    if optional:
+        pinned = merge(pinned, {"jupyterhub": {"hub": {"services": optional}}})
+    return merge(ctx.values, pinned)
 
 
 def render(ctx: StageContext) -> tuple[str, helm.ChartView]:

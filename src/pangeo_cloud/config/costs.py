@@ -28,7 +28,7 @@ from typing import Any
 from pangeo_cloud.config.model import Deployment, NodePool
 from pangeo_cloud.config.yamlpos import dig
 
-LAYER_NAME = "generated: price table (deployment.yaml prices), usage labels"
+LAYER_NAME = "generated: price table (deployment.yaml prices), usage labels and page"
 
 
 def _matches(pool: NodePool, selector: dict[str, Any]) -> bool:
@@ -78,12 +78,76 @@ def costs_for(deployment: Deployment, values: dict[str, Any]) -> dict[str, Any] 
     return out
 
 
+USAGE_PORT = 10101
+# Run by the hub in its pod: our modules come from the hub-code ConfigMap.
+USAGE_LAUNCHER = (
+    "import os, runpy; d = os.environ['PANGEO_CLOUD_HUB_CODE']; ns = {}; "
+    "exec(open(d + '/pangeo_cloud.bundle.py').read(), ns); "
+    "ns['install'](ns['read_directory'](d)); "
+    "runpy.run_module('pangeo_cloud.hub.usage_page', run_name='__main__')"
+)
+
+
+def usage_page_values(values: dict[str, Any]) -> dict[str, Any]:
+    """``jupyterhub.hub`` additions that serve the usage page in the hub pod.
+
+    A hub-managed service (JupyterHub starts and restarts it), reached by the
+    proxy through an extra port of the hub Service, which the hub's network
+    policy opens to the pods allowed to reach the hub (the proxy).
+    """
+    code_dir = dig(values, ("jupyterhub", "hub", "extraEnv", "PANGEO_CLOUD_HUB_CODE"))
+    return {
+        "services": {
+            "usage": {
+                "display": True,
+                "oauth_no_confirm": True,
+                "url": f"http://hub:{USAGE_PORT}",
+                "command": ["python3", "-c", USAGE_LAUNCHER],
+                "environment": {
+                    "PANGEO_CLOUD_HUB_CODE": str(code_dir or "/usr/local/etc/jupyterhub/pangeo"),
+                    # z2jh's copy of the values: custom.pangeo.usage and .costs.
+                    "PANGEO_USAGE_VALUES": "/usr/local/etc/jupyterhub/secret/values.yaml",
+                },
+            }
+        },
+        "service": {
+            "extraPorts": [{"name": "usage", "port": USAGE_PORT, "targetPort": USAGE_PORT}]
+        },
+        "networkPolicy": {
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "podSelector": {
+                                "matchLabels": {"hub.jupyter.org/network-access-hub": "true"}
+                            }
+                        }
+                    ],
+                    "ports": [{"port": USAGE_PORT, "protocol": "TCP"}],
+                }
+            ]
+        },
+    }
+
+
 def costs_layer(deployment: Deployment, stage: str, values: dict[str, Any]):  # -> Layer
-    """The price table, and ``custom.pangeo.usage``'s deployment and stage (series labels)."""
+    """The price table, the usage labels, and the usage page when a Prometheus is set.
+
+    ``extraPorts`` and ``networkPolicy.ingress`` are lists: a values file that
+    sets them is replaced by this layer (Helm lists do not merge), so they are
+    appended to what the lower layers set.
+    """
     from pangeo_cloud.config.layering import Layer
 
     pangeo: dict[str, Any] = {"usage": {"deployment": deployment.name, "stage": stage}}
     costs = costs_for(deployment, values)
     if costs is not None:
         pangeo["costs"] = costs
-    return Layer(LAYER_NAME, {"jupyterhub": {"custom": {"pangeo": pangeo}}})
+    jupyterhub: dict[str, Any] = {"custom": {"pangeo": pangeo}}
+    if dig(values, ("jupyterhub", "custom", "pangeo", "usage", "prometheusUrl")):
+        hub = usage_page_values(values)
+        for path in (("service", "extraPorts"), ("networkPolicy", "ingress")):
+            earlier = dig(values, ("jupyterhub", "hub", *path)) or []
+            hub[path[0]][path[1]] = [*earlier, *hub[path[0]][path[1]]]
+        jupyterhub["hub"] = hub
+    return Layer(LAYER_NAME, {"jupyterhub": jupyterhub})

@@ -35,11 +35,15 @@ RENDER_PINNED_VALUES: dict[str, Any] = {
             "services": {
                 "dask-gateway": {"apiToken": "render-pinned-dask-gateway-token"},
                 "scratch-credentials": {"apiToken": "render-pinned-scratch-credentials-token"},
-                "usage": {"apiToken": "render-pinned-usage-token"},
             },
         }
     }
 }
+
+
+# Services that exist only in some stages (the usage page: config/costs.py), pinned
+# only where they are defined (a pinned token alone would define the service).
+RENDER_PINNED_OPTIONAL_TOKENS: dict[str, str] = {"usage": "render-pinned-usage-token"}
 
 
 @dataclass(frozen=True)

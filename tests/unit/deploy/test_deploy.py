@@ -54,6 +54,7 @@ def test_dry_run_plan_lists_steps_commands_and_values_in_order(repo_paths: Paths
         f"deployments/{DEP}/values/staging.yaml",
         f"<tmp>/03-{DEP}--staging.yaml",
         "<tmp>/04-generated-gateway-hooks.yaml",
+        "<tmp>/05-generated-price-table.yaml",
     ]
     assert data["values"][3]["source"] == f"deployments/{DEP}/secrets/staging.enc.yaml"
     commands = {s["name"]: s["command"] for s in data["steps"]}
@@ -257,6 +258,7 @@ def test_deploy_runs_every_step_and_removes_plaintext(deploy_repo: Paths, stub_c
         "staging.yaml",
         f"03-{DEP}--staging.yaml",
         "04-generated-gateway-hooks.yaml",
+        "05-generated-price-table.yaml",
     ]
     secret = files[3]
     assert secret["mode"] == "0o600" and secret["dir_mode"] == "0o700"
