@@ -304,3 +304,22 @@ def test_idle_running_cluster_is_named_in_report_and_on_home_page(up, sessions):
     finally:
         cluster.shutdown()
         carol.stop()
+
+
+def test_metrics_need_a_read_metrics_token(up, sessions):
+    """The gateway's and the broker's metrics name users: only read:metrics tokens get them."""
+    import requests
+
+    rt = up.runtime
+    endpoints = [
+        f"{up.url}services/dask-gateway/metrics",
+        f"http://127.0.0.1:{rt['ports']['broker']}/services/scratch-credentials/metrics",
+    ]
+    user_token = sessions["alice"].token()  # a user's token: no read:metrics
+    metrics_token = up.secrets["metrics_token"]  # the `prometheus` service's
+    for url in endpoints:
+        assert requests.get(url, timeout=30).status_code == 401, url
+        headers = {"Authorization": f"Bearer {user_token}"}
+        assert requests.get(url, headers=headers, timeout=30).status_code == 403, url
+        ok = requests.get(url, headers={"Authorization": f"Bearer {metrics_token}"}, timeout=30)
+        assert ok.status_code == 200 and "pangeo_" in ok.text, url
