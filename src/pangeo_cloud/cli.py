@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "pangeo_cloud.commands.health",
     "pangeo_cloud.commands.clusters",
     "pangeo_cloud.commands.up",
+    "pangeo_cloud.commands.usage",
 ]
 
 

@@ -35,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 ALLOWED_TEAM = "pangeo-data:e2e-users"
+ADMIN_TEAM = "pangeo-data:e2e-admins"  # hub admins (the usage page) in `github_admin_hub`
 
 
 def _require_tools() -> None:
@@ -71,10 +72,12 @@ def _keep_logs(up: UpProcess, name: str) -> None:
     (target / "up-output.txt").write_text(up.text)
 
 
-def _start_up(tmp_path_factory, name: str, extra: list[str]) -> Iterator[UpProcess]:
+def _start_up(
+    tmp_path_factory, name: str, extra: list[str], env: dict[str, str] | None = None
+) -> Iterator[UpProcess]:
     _require_tools()
     data = tmp_path_factory.mktemp(name) / "data"
-    up = UpProcess(data_dir=data, extra_args=extra)
+    up = UpProcess(data_dir=data, extra_args=extra, env=env)
     try:
         up.start(timeout=240)
     except RuntimeError as exc:
@@ -102,6 +105,7 @@ def github_standin():
     with GitHubStandIn() as gh:
         gh.add_user("ada", teams=[ALLOWED_TEAM])
         gh.add_user("mallory", orgs=["pangeo-data"])  # in the org, in no allowed team
+        gh.add_user("adele", teams=[ALLOWED_TEAM, ADMIN_TEAM])  # an admin
         yield gh
 
 
@@ -118,6 +122,25 @@ def github_hub(tmp_path_factory, github_standin) -> Iterator[UpProcess]:
         ALLOWED_TEAM,
     ]
     yield from _start_up(tmp_path_factory, "up-github", extra)
+
+
+@pytest.fixture(scope="module")
+def github_admin_hub(tmp_path_factory, github_standin) -> Iterator[UpProcess]:
+    """GitHub login with an admin team; Prometheus scrapes every second."""
+    extra = [
+        "--github-client-id",
+        github_standin.client_id,
+        "--github-client-secret",
+        github_standin.client_secret,
+        "--github-url",
+        github_standin.url,
+        "--github-allowed-team",
+        ALLOWED_TEAM,
+        "--github-admin-team",
+        ADMIN_TEAM,
+    ]
+    env = dict(os.environ, PANGEO_SCRAPE_INTERVAL="1")
+    yield from _start_up(tmp_path_factory, "up-github-admin", extra, env)
 
 
 # Module scope, not session: Playwright's sync API keeps an event loop running

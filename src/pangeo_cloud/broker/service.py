@@ -16,13 +16,15 @@ Routes (under the service prefix, ``/services/scratch-credentials/``):
   (:mod:`pangeo_cloud.broker.google_client`, :class:`~.gcs.GCSTokenHandler`);
   the same token checks and the same prefix as ``api/credentials``, answered
   as OAuth errors.
+- ``GET metrics``: ``pangeo_scratch_bytes{user}`` for Prometheus
+  (:mod:`pangeo_cloud.broker.usage`), for tokens with the ``read:metrics`` scope.
 - ``GET api/health``: no authentication; 200 when the provider could issue
   credentials for a probe prefix within the last 15 s (cached), else 503 with
   the reason. The hub checks it before each spawn, ``pangeo-cloud health`` reports it.
 
 Configuration: the JSON file named by ``$PANGEO_BROKER_CONFIG``::
 
-    {"scratch": {...custom.pangeo.scratch...}, "lifetime": 3600,
+    {"scratch": {...custom.pangeo.scratch...}, "lifetime": 3600, "usageCacheSeconds": 300,
      "provider": {...provider keys, see providers.py...}}
 
 The hub connection comes from the usual service variables (``JUPYTERHUB_API_URL``,
@@ -48,6 +50,7 @@ from tornado import web
 
 from pangeo_cloud.broker import ACCESS_SCOPE, SERVICE_NAME
 from pangeo_cloud.broker.providers import Provider, ProviderError, get_provider
+from pangeo_cloud.broker.usage import CACHE_SECONDS, ScratchUsage, exposition, usage_for
 from pangeo_cloud.scratch import ScratchConfigError, check_scratch_settings, scratch_key_prefix
 
 log = logging.getLogger("pangeo_cloud.broker")
@@ -57,6 +60,7 @@ HEALTH_CACHE_SECONDS = 15.0
 # No username escapes to this (escapes are '-' + two hex digits), so the health
 # probe's credentials can never reach a user's data.
 HEALTH_PREFIX = "-broker-health"
+METRICS_SCOPE = "read:metrics"
 
 
 class BrokerConfigError(ValueError):
@@ -105,9 +109,15 @@ class Broker:
     """What the handlers share: the provider, the scratch settings, the hub client."""
 
     def __init__(
-        self, provider: Provider, scratch: dict[str, Any], lifetime: int, hub_auth: Any
+        self,
+        provider: Provider,
+        scratch: dict[str, Any],
+        lifetime: int,
+        hub_auth: Any,
+        usage: ScratchUsage | None = None,
     ) -> None:
         self.provider = provider
+        self.usage = usage
         self.scratch = scratch
         self.lifetime = lifetime
         self.hub_auth = hub_auth
@@ -203,6 +213,26 @@ class CredentialsHandler(BaseHandler):
         self.finish(json.dumps(creds))
 
 
+class MetricsHandler(BaseHandler):
+    async def get(self) -> None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("token", "bearer") or not token.strip():
+            return self.fail(401, "metrics need a JupyterHub token with read:metrics")
+        model = await self.broker.hub_auth.user_for_token(token.strip(), sync=False)
+        if not model or not self.broker.hub_auth.check_scopes({METRICS_SCOPE}, model):
+            return self.fail(403, f"metrics need the scope {METRICS_SCOPE}")
+        if self.broker.usage is None:
+            return self.fail(404, "this broker has no scratch usage listing")
+        try:
+            sizes, truncated = await self.broker.usage.sizes()
+        except Exception as exc:  # the store refused or is down: say so, keep serving
+            log.warning("listing the scratch bucket failed: %s", exc)
+            return self.fail(503, f"listing the scratch bucket failed: {exc}")
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(exposition(sizes, truncated))
+
+
 class HealthHandler(BaseHandler):
     async def get(self) -> None:
         problem = await self.broker.health()
@@ -218,6 +248,7 @@ def make_app(broker: Broker, prefix: str) -> web.Application:
     routes: list[tuple[str, type[web.RequestHandler], dict[str, Any]]] = [
         (prefix + "api/credentials", CredentialsHandler, args),
         (prefix + "api/health", HealthHandler, args),
+        (prefix + "metrics", MetricsHandler, args),
     ]
     if broker.provider.scheme == "gs":
         # google-auth refreshes users' Google credentials here (see google_client).
@@ -243,7 +274,8 @@ def build(config: dict[str, Any], hub_auth: Any = None) -> Broker:
 
         # No cache: every request asks the hub, so revocation is immediate.
         hub_auth = HubAuth(cache_max_age=0)
-    return Broker(provider, config.get("scratch") or {}, lifetime_of(config), hub_auth)
+    usage = usage_for(scheme, settings, config.get("usageCacheSeconds", CACHE_SECONDS))
+    return Broker(provider, config.get("scratch") or {}, lifetime_of(config), hub_auth, usage)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "GitHubOAuthenticator.allowed_organizations)",
     )
     p.add_argument(
+        "--github-admin-team",
+        action="append",
+        default=[],
+        metavar="ORG:TEAM",
+        help="members of this GitHub team are hub admins (repeatable; added to "
+        "custom.pangeo.auth.adminTeams)",
+    )
+    p.add_argument(
         "--store",
         choices=["auto", "minio", "moto"],
         default="auto",
@@ -67,7 +75,7 @@ def _github(args: argparse.Namespace) -> GitHubLogin | None:
 
     given = [args.github_client_id, args.github_client_secret]
     if not any(given):
-        if args.github_url or args.github_allowed_team:
+        if args.github_url or args.github_allowed_team or args.github_admin_team:
             raise LocalRuntimeError(
                 "--github-url/--github-allowed-team need --github-client-id and "
                 "--github-client-secret"
@@ -81,6 +89,7 @@ def _github(args: argparse.Namespace) -> GitHubLogin | None:
         client_secret=args.github_client_secret,
         url=args.github_url,
         allowed_organizations=list(args.github_allowed_team),
+        admin_teams=list(args.github_admin_team),
     )
 
 

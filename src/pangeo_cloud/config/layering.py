@@ -12,6 +12,9 @@ The order, lowest first, is fixed and shown by `pangeo-cloud render --layers`:
    the health-check service's role, pinned after the secrets so that no file
    widens it, and the default Dask image allowlist
 6. the generated layer that ships ``src/pangeo_cloud/gateway`` to dask-gateway
+7. the generated price table ``jupyterhub.custom.pangeo.costs`` (from
+   deployment.yaml ``prices`` and node pools; :mod:`pangeo_cloud.config.costs`)
+   and ``custom.pangeo.usage.deployment``/``stage`` (the metrics' labels)
 
 Merging follows Helm: maps merge key by key, a later scalar or list replaces the
 earlier one (lists are never concatenated), and ``null`` removes a key.
@@ -25,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pangeo_cloud.config.costs import LAYER_NAME as COSTS_LAYER
+from pangeo_cloud.config.costs import costs_values
 from pangeo_cloud.config.errors import ConfigError, ConfigErrors
 from pangeo_cloud.config.hooks import gateway_hooks_values
 from pangeo_cloud.config.model import Deployment, Stage, load_deployment
@@ -226,6 +231,8 @@ def values_layers(
         pinned = pinned_values(merge_all(layers))
         layers.append(Layer(name=LAYER_NAME, data=pinned, kind="generated", short="protections"))
         layers.append(gateway_hooks_layer(merge_all(layers)))
+        costs = costs_values(deployment, stage.name, merge_all(layers))
+        layers.append(Layer(name=COSTS_LAYER, data=costs, kind="generated", short="price-table"))
     return layers
 
 

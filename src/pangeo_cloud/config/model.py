@@ -15,6 +15,7 @@ from typing import Any
 
 from pangeo_cloud.config.errors import ConfigError
 from pangeo_cloud.config.identity import DeployIdentity, check_distinct, read_identity
+from pangeo_cloud.config.kubeversion import DEFAULT_KUBERNETES_VERSION, kubernetes_version
 from pangeo_cloud.config.names import DNS_LABEL as _DNS_LABEL
 from pangeo_cloud.config.names import DNS_LABEL_RULE as _DNS_LABEL_RULE
 from pangeo_cloud.config.names import MAX_RELEASE, gateway_fullname
@@ -24,7 +25,6 @@ from pangeo_cloud.config.units import parse_quantity
 from pangeo_cloud.config.yamlpos import Document, KeyPath, load_yaml
 
 CLOUDS = ("gcp", "aws", "local")
-DEFAULT_KUBERNETES_VERSION = "1.33"
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,16 @@ class NodePool:
     labels: dict[str, str]
     # Node taints as key=value:Effect; only pods that tolerate them land there.
     taints: tuple[str, ...] = ()
+    # The machine type (e.g. r5.4xlarge), priced in the deployment's `prices`.
+    node_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Hourly price of each node type: the usage report's cost estimate."""
+
+    currency: str
+    per_hour: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ class Deployment:
     source: Document | None = None
     # The monitoring release of the cluster (config/support.py), if declared.
     support: SupportRelease | None = None
+    prices: Prices | None = None
 
     def stage(self, name: str) -> Stage:
         try:
@@ -167,10 +178,12 @@ _TOP = {
     "cloud": True,
     "cluster": False,
     "nodePools": False,
+    "prices": False,
     "stages": True,
     # The cluster's monitoring release (helm-chart/support): see config/support.py.
     "support": False,
 }
+_PRICES = {"currency": True, "perHour": True}
 _CLUSTER = {
     "name": False,
     "project": False,
@@ -179,7 +192,14 @@ _CLUSTER = {
     "kubernetesVersion": True,
     "account": False,
 }
-_POOL = {"name": True, "cpu": True, "memory": True, "labels": False, "taints": False}
+_POOL = {
+    "name": True,
+    "nodeType": False,
+    "cpu": True,
+    "memory": True,
+    "labels": False,
+    "taints": False,
+}
 _TAINT = re.compile(
     r"^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$"
 )
@@ -224,9 +244,35 @@ def _read_pools(r: _Reader, raw: Any) -> tuple[NodePool, ...]:
                 memory=r.quantity(item["memory"], (*p, "memory")),
                 labels={str(k): str(v) for k, v in labels.items()},
                 taints=tuple(taints),
+                node_type=(
+                    r.string(item["nodeType"], (*p, "nodeType")) if "nodeType" in item else None
+                ),
             )
         )
     return tuple(pools)
+
+
+def _read_prices(r: _Reader, raw: Any, pools: tuple[NodePool, ...]) -> Prices | None:
+    """`prices`: currency and hourly price per node type; every price names a pool's type."""
+    if raw is None:
+        return None
+    r.mapping(raw, ("prices",), _PRICES)
+    currency = r.string(raw["currency"], ("prices", "currency"))
+    table = raw["perHour"]
+    if not isinstance(table, dict) or not table:
+        raise r.doc.error(("prices", "perHour"), "must map node types to an hourly price")
+    types = {pool.node_type for pool in pools if pool.node_type}
+    per_hour = {}
+    for node_type, price in table.items():
+        path = ("prices", "perHour", str(node_type))
+        if str(node_type) not in types:
+            raise r.doc.error(
+                path,
+                f"no node pool has nodeType {node_type!r} (node types: "
+                f"{', '.join(sorted(types)) or 'none'})",
+            )
+        per_hour[str(node_type)] = r.number(price, path)
+    return Prices(currency=currency, per_hour=per_hour)
 
 
 def _read_stage(r: _Reader, name: str, raw: Any, base: Path, names: set[str]) -> Stage:
@@ -311,37 +357,6 @@ def _check_stages(doc: Document, stages: dict[str, Stage]) -> None:
             chain.append(nxt)
 
 
-def _kubernetes_version(doc: Document, value: Any) -> str:
-    """A quoted "1.N" that the manifest check has API schemas for."""
-    path: KeyPath = ("cluster", "kubernetesVersion")
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        raise doc.error(
-            path,
-            f"is the number {value!r}: YAML reads an unquoted 1.30 as 1.3; quote the "
-            f'version, e.g. kubernetesVersion: "{DEFAULT_KUBERNETES_VERSION}"',
-        )
-    if not isinstance(value, str) or not re.match(r"^1\.\d+$", value):
-        raise doc.error(path, f'must be a quoted "1.N" version such as "1.33", got {value!r}')
-    supported = supported_kubernetes_versions()
-    if supported and value not in supported:
-        raise doc.error(
-            path,
-            f"Kubernetes {value} is not supported: rendered manifests can be checked "
-            f"against {supported[0]} to {supported[-1]}",
-        )
-    return value
-
-
-def supported_kubernetes_versions() -> list[str]:
-    """The "1.N" versions the manifest check has API schemas for (oldest first)."""
-    try:
-        from kubernetes_validate.utils import all_versions
-    except ImportError:
-        return []
-    versions = {".".join(v.split(".")[:2]) for v in all_versions()}
-    return sorted(versions, key=lambda v: int(v.split(".")[1]))
-
-
 def parse_deployment(doc: Document) -> Deployment:
     """Build a Deployment from a loaded deployment.yaml, or raise ConfigError."""
     r = _Reader(doc)
@@ -356,7 +371,7 @@ def parse_deployment(doc: Document) -> Deployment:
         ("cluster",),
         _CLUSTER,
     )
-    version = _kubernetes_version(doc, cluster["kubernetesVersion"])
+    version = kubernetes_version(doc, cluster["kubernetesVersion"])
     stages_raw = raw["stages"]
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise doc.error(("stages",), "must map at least one stage name to its settings")
@@ -370,16 +385,18 @@ def parse_deployment(doc: Document) -> Deployment:
     stages = {n: dataclasses.replace(st, deploy_identity=identities[n]) for n, st in stages.items()}
     _check_stages(doc, stages)
     support = read_support(r, raw.get("support"), base, stages)
+    pools = _read_pools(r, raw.get("nodePools"))
     return Deployment(
         name=name,
         cloud=cloud,
         directory=base,
         cluster=dict(cluster),
         kubernetes_version=version,
-        node_pools=_read_pools(r, raw.get("nodePools")),
+        node_pools=pools,
         stages=stages,
         source=doc,
         support=support,
+        prices=_read_prices(r, raw.get("prices"), pools),
     )
 
 

@@ -199,7 +199,7 @@ class DaskPromises(PromiseChecker):
 
     def dask_placement(self) -> None:
         """Schedulers and workers are pinned to declared pools they tolerate and fit in."""
-        if not self.d.node_pools:
+        if not self.d.node_pools or self.d.cloud == "local":
             return  # e.g. local: no nodes declared
         g = ("jupyterhub", "custom", "pangeo", "gateway")
         backend = ("dask-gateway", "gateway", "backend")

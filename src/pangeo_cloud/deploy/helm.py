@@ -43,6 +43,11 @@ RENDER_PINNED_VALUES: dict[str, Any] = {
 }
 
 
+# Services that exist only in some stages (the usage page: config/costs.py), pinned
+# only where they are defined (a pinned token alone would define the service).
+RENDER_PINNED_OPTIONAL_TOKENS: dict[str, str] = {"usage": "render-pinned-usage-token"}
+
+
 @dataclass(frozen=True)
 class ChartView:
     """A chart directory to hand to helm, and whether it includes the subcharts."""
@@ -144,8 +149,21 @@ def split_manifests(stream: str) -> list[dict[str, Any]]:
 
 
 def render_values(values: dict[str, Any]) -> dict[str, Any]:
-    """Merged values plus the pinned generated secrets (rendering only, never deploying)."""
-    return merge(values, RENDER_PINNED_VALUES)
+    """Merged values plus the pinned generated secrets (rendering only, never deploying).
+
+    Optional services (:data:`RENDER_PINNED_OPTIONAL_TOKENS`) get a pinned token
+    only where the values register them.
+    """
+    pinned = RENDER_PINNED_VALUES
+    services = ((values.get("jupyterhub") or {}).get("hub") or {}).get("services") or {}
+    optional = {
+        name: {"apiToken": token}
+        for name, token in RENDER_PINNED_OPTIONAL_TOKENS.items()
+        if name in services
+    }
+    if optional:
+        pinned = merge(pinned, {"jupyterhub": {"hub": {"services": optional}}})
+    return merge(values, pinned)
 
 
 def render(

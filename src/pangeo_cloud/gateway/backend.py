@@ -18,6 +18,8 @@ backend (:class:`PangeoLocalBackend` here, ``PangeoKubeBackend`` in
   asks the hub which users have a running or pending server and stops the
   clusters of everyone else, except clusters created with
   ``keep_after_server_stops=True`` (still stopped by the idle timeout).
+- **usage metrics** at ``/metrics`` (:mod:`.metrics`): running clusters,
+  connected workers, their cores and memory, and idleness, per user.
 - **an admin API** under ``/api/v1/admin/clusters/`` (list with usage, stop) for
   tokens that may stop any user's server (``admin:servers``): ``pangeo-cloud
   clusters`` uses it.
@@ -45,6 +47,7 @@ from dask_gateway_server.traitlets import Type
 from traitlets import Dict, Float, Integer
 from traitlets.config import Configurable, LoggingConfigurable
 
+from pangeo_cloud.gateway import metrics
 from pangeo_cloud.gateway.heartbeat import HeartbeatProbeMixin
 from pangeo_cloud.gateway.options import KEEP_OPTION
 from pangeo_cloud.gateway.policy import GIB, Policy, UserLimits
@@ -134,7 +137,10 @@ class PangeoBackendMixin(LoggingConfigurable):
         self._accepted: dict[str, int] = {}  # cluster -> workers allowed at its last heartbeat
         self._requested: dict[str, int] = {}  # cluster -> workers of a scale not yet reported
         self._new_usage: dict[str, Usage] = {}  # user -> the cluster being created
+        self._connected: dict[str, int] = {}  # cluster -> workers in its last heartbeat
+        self._metrics_tokens = metrics.TokenCheck()
         app.middlewares.append(_warnings_middleware)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_get(ADMIN_PREFIX + "/", api_handler(self._admin_list))
         app.router.add_delete(ADMIN_PREFIX + "/{cluster_name}", api_handler(self._admin_stop))
         await super().setup(app)
@@ -255,6 +261,7 @@ class PangeoBackendMixin(LoggingConfigurable):
                     count,
                 )
             await super().on_cluster_heartbeat(cluster_name, {**msg, "count": count})
+            self._connected[cluster_name] = len(msg.get("active_workers") or ())
             cap = cluster.config.get("cluster_max_workers")
             self._accepted[cluster_name] = count if cap is None else min(count, cap)
             if self._requested.get(cluster_name) == reported:
@@ -277,7 +284,7 @@ class PangeoBackendMixin(LoggingConfigurable):
     async def forget_stopped(self) -> None:
         """Drop bookkeeping of clusters that are no longer active."""
         active = {c.name for c in await self.list_clusters()}
-        for table in (self._accepted, self._requested):
+        for table in (self._accepted, self._requested, self._connected):
             for name in set(table) - active:
                 del table[name]
 
@@ -333,6 +340,34 @@ class PangeoBackendMixin(LoggingConfigurable):
             if not following:
                 return names
             offset = following["offset"]
+
+    # --- usage metrics -----------------------------------------------------------------
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        token = metrics.bearer_token(request.headers.get("Authorization", ""))
+        if token is None:
+            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
+        url, _ = self._hub()
+        if not await self._metrics_tokens.allowed(self.session, url, token):
+            raise web.HTTPForbidden(reason=f"metrics need the {metrics.METRICS_SCOPE} scope")
+        running = [c for c in await self.list_clusters() if c.status.name == "RUNNING"]
+        states = await metrics.gather_states(self.session, [c.dashboard_address for c in running])
+        samples = [
+            metrics.ClusterSample(
+                user=c.username,
+                cluster=c.name,
+                workers=state.workers
+                if state.workers is not None
+                else self._connected.get(c.name, 0),
+                worker_cores=float(c.config.get("worker_cores", 0)),
+                worker_memory=float(c.config.get("worker_memory", 0)),
+                idle=state.idle,
+            )
+            for c, state in zip(running, states, strict=True)
+        ]
+        return web.Response(
+            text=metrics.render(samples), content_type="text/plain", charset="utf-8"
+        )
 
     # --- admin API ---------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from pangeo_cloud.hub.auth import configure_auth
 from pangeo_cloud.hub.errors import CONFIG_ERRORS, HubConfigError
+from pangeo_cloud.hub.metrics import register_usage_metrics
+from pangeo_cloud.hub.nudges import configure_nudges
 from pangeo_cloud.hub.profiles import configure_profiles
 from pangeo_cloud.hub.service_user_api import configure_service_users
 from pangeo_cloud.hub.service_users import DEFAULT_ISSUERS, issuer_tokens
@@ -37,8 +39,8 @@ def settings(get_config: Callable[..., Any]) -> dict[str, Any]:
 
 
 def configure(c: Any, get_config: Callable[..., Any]) -> None:
-    """Apply scratch env, GitHub team login, refusal page, profile rules and the
-    throw-away-user endpoint to ``c``."""
+    """Apply scratch env, GitHub team login, refusal page, profile rules, the
+    throw-away-user endpoint, usage metrics and nudges to ``c``."""
     pangeo = settings(get_config)
     scratch = pangeo.get("scratch") or {}
     check_scratch_settings(scratch)  # raises ScratchConfigError: the hub must not start
@@ -49,3 +51,5 @@ def configure(c: Any, get_config: Callable[..., Any]) -> None:
     names = (pangeo.get("auth") or {}).get("serviceUserIssuers", DEFAULT_ISSUERS)
     configure_service_users(c, issuer_tokens(c.JupyterHub.get("services", []), names))
     configure_spawn(c, scratch)
+    register_usage_metrics(get_config("singleuser.profileList", None))
+    configure_nudges(c, pangeo.get("usage") or {})

@@ -218,6 +218,10 @@ def configure_profiles(c: Any, get_config: Callable[..., Any]) -> None:
     profile_list = get_config("singleuser.profileList", None)
     if not profile_list:
         return
+    from pangeo_cloud.hub.costs import annotate_profiles
+
+    # The nudge: each size's relative cost, from the generated price table.
+    profile_list = annotate_profiles(profile_list, get_config("custom.pangeo.costs", None))
     for i, profile in enumerate(profile_list):
         groups = profile.get(GROUPS_KEY)
         if groups is not None and (

@@ -69,6 +69,9 @@ def load_secrets(data_dir: Path, groups: list[str]) -> dict[str, Any]:
     data.setdefault("crypt_key", secrets.token_hex(32))
     data.setdefault("health_check_token", secrets.token_hex(32))
     data.setdefault("admin_token", secrets.token_hex(32))
+    data.setdefault("metrics_token", secrets.token_hex(32))
+    # The `admin` user's password (JupyterHub wants 32 characters or more).
+    data.setdefault("admin_password", secrets.token_urlsafe(30))
     if json.dumps(data, sort_keys=True) != before:
         write_private(file, json.dumps(data, indent=2) + "\n")
     os.chmod(file, 0o600)

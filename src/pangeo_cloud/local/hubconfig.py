@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pangeo_cloud.hub.z2jh_values import apply_z2jh_values, values_get_config
+from pangeo_cloud.local.monitoring import USAGE_SERVICE, usage_environment
 from pangeo_cloud.local.runinfo import RunInfo
 from pangeo_cloud.local.spawner import PangeoLocalSpawner
 
@@ -120,7 +121,8 @@ def apply_login(c: Any, rt: RunInfo, get_config: Any) -> None:
         )
         if github.url:
             c.GitHubOAuthenticator.github_url = github.url
-        extra = list(github.allowed_organizations)
+        # Admin teams may log in too (their members become admins).
+        extra = [*github.allowed_organizations, *github.admin_teams]
         if extra:
             values = get_config("hub.config.GitHubOAuthenticator.allowed_organizations", []) or []
             c.GitHubOAuthenticator.allowed_organizations = set(values) | set(extra)
@@ -129,6 +131,10 @@ def apply_login(c: Any, rt: RunInfo, get_config: Any) -> None:
     c.JupyterHub.authenticator_class = "shared-password"
     c.SharedPasswordAuthenticator.user_password = passwords.user
     c.SharedPasswordAuthenticator.allow_all = True
+    if passwords.admin:
+        # One admin (the usage page, the admin panel), with a password of its own.
+        c.SharedPasswordAuthenticator.admin_users = {rt.admin_user}
+        c.SharedPasswordAuthenticator.admin_password = passwords.admin
     groups: dict[str, list[str]] = {}
     for group, password in passwords.groups.items():
         groups.setdefault(password, []).append(group)
@@ -179,6 +185,9 @@ def apply_services(c: Any, rt: RunInfo) -> None:
             service["url"] = f"http://127.0.0.1:{rt.ports['gateway']}"
             service["environment"] = {"PANGEO_LOCAL_RUN": rt.run_id}
             service["cwd"] = str(rt.data_dir / "gateway")
+        elif service.get("name") == USAGE_SERVICE:
+            service["command"] = [rt.python, "-m", "pangeo_cloud.hub.usage_page"]
+            service["environment"] = {"PANGEO_LOCAL_RUN": rt.run_id, **usage_environment(rt)}
         elif "command" in service:
             env = dict(service.get("environment") or {})
             env["PANGEO_LOCAL_RUN"] = rt.run_id

@@ -12,12 +12,10 @@ a private file next to the configuration, never into it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -26,16 +24,15 @@ from typing import Any
 
 import yaml
 
+from pangeo_cloud.hub.promql import PrometheusError, query
 from pangeo_cloud.local import processes
+
+__all__ = ["PrometheusError", "PrometheusServer", "ScrapeTarget", "find_prometheus", "query"]
 
 #: How often the local Prometheus scrapes (the clusters' default is 1 min; a
 #: short interval keeps the usage report of a short `up` session meaningful).
 DEFAULT_SCRAPE_INTERVAL_S = 5
 START_TIMEOUT_S = 60.0
-
-
-class PrometheusError(RuntimeError):
-    """Prometheus is missing, did not start, or refused a query; one clear line."""
 
 
 @dataclass(frozen=True)
@@ -162,22 +159,3 @@ class PrometheusServer:
     def query(self, promql: str) -> list[dict[str, Any]]:
         """An instant query's result vector (raises on a query Prometheus refuses)."""
         return query(self.url, promql)
-
-
-def query(base_url: str, promql: str, at: float | None = None) -> list[dict[str, Any]]:
-    """Run an instant query against any Prometheus at `base_url`."""
-    params = {"query": promql}
-    if at is not None:
-        params["time"] = f"{at:.3f}"
-    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            body = json.load(resp)
-    except urllib.error.HTTPError as exc:
-        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
-        raise PrometheusError(f"prometheus refused the query {promql!r}: {detail}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise PrometheusError(f"prometheus at {base_url} cannot be reached: {exc}") from exc
-    if body.get("status") != "success":
-        raise PrometheusError(f"prometheus refused the query {promql!r}: {body.get('error')}")
-    return body["data"]["result"]

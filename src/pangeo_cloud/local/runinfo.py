@@ -44,6 +44,7 @@ class Passwords:
 
     user: str
     groups: dict[str, str] = field(default_factory=dict)
+    admin: str = ""  # the local `admin` user's (usage page, admin panel); none: no admin
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ class RunInfo:
     broker: BrokerAccess
     passwords: Passwords
     github: GitHubLogin | None = None
+    # The deployment and stage this run serves (the usage metrics' labels), and the
+    # URL of its Prometheus ("" when not installed): `pangeo-cloud usage` reads it.
+    deployment: str = ""
+    stage: str = ""
+    prometheus: str = ""
+    admin_user: str = "admin"
     file: str = ""  # where it was read from (not written)
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,5 +98,9 @@ class RunInfo:
             broker=BrokerAccess(**data["broker"]),
             passwords=Passwords(**data["passwords"]),
             github=GitHubLogin(**github) if github else None,
+            deployment=data.get("deployment", ""),
+            stage=data.get("stage", ""),
+            prometheus=data.get("prometheus", ""),
+            admin_user=data.get("admin_user", "admin"),
             file=str(path),
         )

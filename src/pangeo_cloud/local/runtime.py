@@ -8,7 +8,9 @@ Order of start (each step waits until the previous one answers):
    dask-gateway (:mod:`pangeo_cloud.local.gateway`), the idle culler and the
    scratch-credentials broker (:mod:`pangeo_cloud.broker.service`);
 3. the gateway is checked through the hub's proxy, as notebooks reach it;
-4. the broker's health check (it can mint credentials through MinIO's STS).
+4. the broker's health check (it can mint credentials through MinIO's STS);
+5. Prometheus scraping the hub, the gateway and the broker
+   (:mod:`pangeo_cloud.local.monitoring`), if it is installed.
 
 Servers and Dask workers get no store key: ``run/aws-config`` (their
 ``AWS_CONFIG_FILE``) runs the broker's client as ``credential_process``.
@@ -21,6 +23,7 @@ The data directory (``.pangeo-local/`` in the repository by default, 0700)::
     objectstore/     the scratch bucket's objects (MinIO)
     gateway/         Dask clusters' working directories
     logs/            hub.log, gateway.log, objectstore.log
+    prometheus/      Prometheus' configuration, token file, log and time series
     run/             this run's runtime.json (0600), hub config, broker.json, aws-config, lock
 
 Everything started carries ``PANGEO_LOCAL_RUN=<run id>``; :meth:`LocalRuntime.stop`
@@ -46,7 +49,7 @@ from urllib.parse import urlparse
 from pangeo_cloud import toolcache
 from pangeo_cloud.config import ConfigError, Paths, list_deployments, load_deployment
 from pangeo_cloud.config import merged_values as merge
-from pangeo_cloud.local import objectstore, processes
+from pangeo_cloud.local import monitoring, objectstore, processes
 from pangeo_cloud.local.datadir import (
     default_data_dir,
     load_secrets,
@@ -54,8 +57,10 @@ from pangeo_cloud.local.datadir import (
 )
 from pangeo_cloud.local.errors import LocalRuntimeError
 from pangeo_cloud.local.processes import answers, tail
+from pangeo_cloud.local.prometheus import PrometheusError, find_prometheus
 from pangeo_cloud.local.runinfo import BrokerAccess, Passwords, RunInfo, StoreAccess
 from pangeo_cloud.local.values import (
+    BROKER_SERVICE,
     SHARED_PASSWORD,
     GitHubLogin,
     add_health_check_service,
@@ -67,6 +72,7 @@ from pangeo_cloud.local.values import (
 )
 from pangeo_cloud.ports import free_ports
 
+ADMIN_USER = "admin"  # the local admin of shared-password runs (usage page, admin panel)
 START_TIMEOUT = 180.0  # seconds for any one component to answer (2 cores, cold caches)
 
 
@@ -125,6 +131,7 @@ class LocalRuntime:
         self.run_id = uuid.uuid4().hex
         self._lock_file: Any = None
         self.started_at = time.monotonic()
+        self.prometheus: Any = None
 
     # -- preparation (nothing is started) --------------------------------------
 
@@ -159,7 +166,16 @@ class LocalRuntime:
         self._take_lock()
         self.groups = restricted_groups(self.values) if self.login == SHARED_PASSWORD else []
         self.secrets = load_secrets(self.data_dir, self.groups)
-        names = ("hub", "proxy_api", "gateway", "gateway_api", "store", "broker")
+        names = (
+            "hub",
+            "proxy_api",
+            "gateway",
+            "gateway_api",
+            "store",
+            "broker",
+            "prometheus",
+            "usage",
+        )
         self.ports = {"public": self.port}
         self.ports.update(zip(names, free_ports(len(names), {self.port}), strict=True))
         self.store = objectstore.store_spec(
@@ -174,6 +190,16 @@ class LocalRuntime:
         add_health_check_service(
             self.values, self.secrets["health_check_token"], self.secrets["admin_token"]
         )
+        if self.github is not None and self.github.admin_teams:
+            auth = self.values["jupyterhub"]["custom"]["pangeo"].setdefault("auth", {})
+            auth["adminTeams"] = sorted(
+                set(auth.get("adminTeams") or []) | set(self.github.admin_teams)
+            )
+        monitoring.add_prometheus_service(self.values, self.secrets["metrics_token"])
+        monitoring.add_usage_service(self.values, self.ports["usage"])
+        if find_prometheus() is not None:  # the page and the hub's idle-cluster nudges
+            usage = self.values["jupyterhub"]["custom"]["pangeo"].setdefault("usage", {})
+            usage["prometheusUrl"] = self.prometheus_url
 
     def _take_lock(self) -> None:
         lock = self.data_dir / "run" / "lock"
@@ -227,11 +253,12 @@ class LocalRuntime:
         """Start everything and wait until it answers; on failure stop what started."""
         self.started_at = time.monotonic()
         try:
-            total = 4
+            total = 5
             self._step(1, total, f"scratch store ({self.store.kind})", self._start_store)
             self._step(2, total, "JupyterHub and configurable-http-proxy", self._start_hub)
             self._step(3, total, "Dask Gateway (hub service) and idle culler", self._wait_gateway)
             self._step(4, total, "scratch-credentials broker (hub service)", self._wait_broker)
+            self._step(5, total, "Prometheus (usage metrics)", self._start_prometheus)
         except BaseException:
             self.stop()
             raise
@@ -309,8 +336,13 @@ class LocalRuntime:
             passwords=Passwords(
                 user=self.secrets["user_password"],
                 groups={g: self.secrets["group_passwords"][g] for g in self.groups},
+                admin=self.secrets["admin_password"],
             ),
             github=github,
+            deployment=self.deployment,
+            stage=self.stage,
+            prometheus=self.prometheus_url,
+            admin_user=ADMIN_USER,
         )
         runtime_file = run / "runtime.json"
         info.write(runtime_file)
@@ -357,6 +389,26 @@ class LocalRuntime:
             return "per-user credentials from MinIO's STS, limited to the user's prefix"
         return "moto stands in for MinIO: its credentials are NOT limited to a prefix"
 
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['prometheus']}"
+
+    def _start_prometheus(self) -> str:
+        targets = monitoring.scrape_targets(
+            self.ports, self.secrets["metrics_token"], self.deployment, self.stage, BROKER_SERVICE
+        )
+        server = monitoring.prometheus_for(
+            self.data_dir, self.ports["prometheus"], targets, self._env()
+        )
+        if server is None:
+            return "NOT started: prometheus is not installed (make system); no usage report"
+        try:
+            server.start()
+        except PrometheusError as exc:
+            raise LocalRuntimeError(str(exc)) from None
+        self.prometheus = server
+        return f"scraping hub, gateway and broker every {server.interval_s} s"
+
     def _wait(self, url: str, proc: Any, log: Path, what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -384,6 +436,10 @@ class LocalRuntime:
         ]
         if self.login == SHARED_PASSWORD:
             lines.append(f"  Log in:   any username, password {self.secrets['user_password']}")
+            lines.append(
+                f"            as admin `{ADMIN_USER}` (usage page): password "
+                f"{self.secrets['admin_password']}"
+            )
             for group in self.groups:
                 lines.append(
                     f"            as a member of group {group!r} (restricted profiles): "
@@ -404,8 +460,16 @@ class LocalRuntime:
             f"  Dask:     GatewayCluster() in a notebook ({self.url}services/dask-gateway)",
             f"  Data:     {self.data_dir} (homes, scratch, hub database: kept between runs)",
             f"  Logs:     {self.data_dir / 'logs'}",
-            "Press Ctrl-C to stop.",
         ]
+        if self.prometheus is not None:
+            lines.append(
+                f"  Usage:    Prometheus at {self.prometheus_url}; "
+                f"`pangeo-cloud usage {self.deployment} {self.stage}` reports per user; "
+                f"admins see {self.url}services/usage/"
+            )
+        else:
+            lines.append("  Usage:    no Prometheus (not installed: make system)")
+        lines.append("Press Ctrl-C to stop.")
         return "\n".join(lines)
 
     def failed(self) -> str | None:
@@ -422,6 +486,9 @@ class LocalRuntime:
 
     def stop(self) -> None:
         """Stop everything of this run (idempotent)."""
+        if self.prometheus is not None:
+            self.prometheus.stop()
+            self.prometheus = None
         hub = self.procs.pop("hub", None)
         if hub is not None:
             processes.stop(hub, timeout=30)

@@ -36,6 +36,8 @@ class GitHubLogin:
     client_secret: str
     url: str | None = None
     allowed_organizations: list[str] = field(default_factory=list)
+    # org:team entries whose members become admins (custom.pangeo.auth.adminTeams).
+    admin_teams: list[str] = field(default_factory=list)
 
 
 def login_mode(values: dict[str, Any], github: GitHubLogin | None, deployment: str) -> str:
@@ -150,9 +152,15 @@ def broker_config(values: dict[str, Any], endpoint: str) -> dict[str, Any]:
         raise LocalRuntimeError(
             f"PANGEO_SCRATCH_LIFETIME must be a number of seconds >= 1, got {lifetime!r}"
         )
+    # How long the broker keeps its listing of the bucket (scratch bytes per user):
+    # tests that write and then read the usage report shorten it.
+    cache = os.environ.get("PANGEO_SCRATCH_USAGE_CACHE") or "300"
+    if not cache.isdigit():
+        raise LocalRuntimeError(f"PANGEO_SCRATCH_USAGE_CACHE must be seconds >= 0, got {cache!r}")
     return {
         "scratch": {k: v for k, v in scratch.items() if k != "broker"},
         "lifetime": int(lifetime),
+        "usageCacheSeconds": int(cache),
         # MinIO ignores the role (the session inherits its caller's policy, then
         # the session policy narrows it); AWS needs a real one.
         "provider": {"roleArn": "arn:minio:iam:::role/pangeo-scratch", "stsEndpoint": endpoint},

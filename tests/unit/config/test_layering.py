@@ -27,7 +27,8 @@ def test_layer_order_is_chart_wiring_common_stage_generated(repo_paths):
     assert names[0] == "chart defaults"
     assert names[1].startswith("generated: stage wiring")
     assert names[2:4] == ["values: common.yaml", "values: staging.yaml"]
-    assert names[-1].startswith("generated: gateway hooks")
+    assert names[-2].startswith("generated: gateway hooks")
+    assert names[-1].startswith("generated: price table")
 
 
 def test_each_layer_says_what_kind_it_is(repo_paths):

@@ -58,6 +58,7 @@ def test_dry_run_plan_lists_steps_commands_and_values_in_order(repo_paths: Paths
         f"<tmp>/04-{DEP}--staging-monitoring.yaml",
         "<tmp>/05-generated-protections.yaml",
         "<tmp>/06-generated-gateway-hooks.yaml",
+        "<tmp>/07-generated-price-table.yaml",
     ]
     assert data["values"][3]["source"] == f"deployments/{DEP}/secrets/staging.enc.yaml"
     commands = {s["name"]: s["command"] for s in data["steps"]}
@@ -263,6 +264,7 @@ def test_deploy_runs_every_step_and_removes_plaintext(deploy_repo: Paths, stub_c
         f"04-{DEP}--staging-monitoring.yaml",
         "05-generated-protections.yaml",
         "06-generated-gateway-hooks.yaml",
+        "07-generated-price-table.yaml",
     ]
     secret = files[3]
     assert secret["mode"] == "0o600" and secret["dir_mode"] == "0o700"
