@@ -21,7 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pangeo_cloud.config import ConfigError
+from pangeo_cloud.commands.usage_plot import PlotError, check_target, write_plot
+from pangeo_cloud.config import ConfigError, Paths, load_deployment
+from pangeo_cloud.hub.promql import PrometheusError, duration_seconds
+from pangeo_cloud.hub.usage_report import UsageError, build_report
+from pangeo_cloud.hub.usage_table import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,11 +96,6 @@ def load_costs(deployment: Any, stage: str, paths: Any) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pangeo_cloud.config import Paths, load_deployment
-    from pangeo_cloud.hub.promql import PrometheusError, duration_seconds
-    from pangeo_cloud.hub.usage_report import UsageError, build_report, format_table
-    from pangeo_cloud.usage_plot import PlotError, check_target, write_plot
-
     try:
         try:
             since = duration_seconds(args.since)

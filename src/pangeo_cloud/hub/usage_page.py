@@ -35,15 +35,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pangeo_cloud.hub.promql import PrometheusError, duration_seconds
-from pangeo_cloud.hub.usage_report import (
-    BY,
-    COLUMNS,
-    Report,
-    UsageError,
-    build_report,
-    cell,
-    idle_text,
-)
+from pangeo_cloud.hub.usage_report import BY, Report, UsageError, build_report
+from pangeo_cloud.hub.usage_table import COLUMNS, cell, idle_text
 
 SERVICE_NAME = "usage"
 

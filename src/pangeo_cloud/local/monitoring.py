@@ -23,8 +23,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pangeo_cloud.local.errors import LocalRuntimeError
 from pangeo_cloud.local.prometheus import (
     DEFAULT_SCRAPE_INTERVAL_S,
+    PrometheusError,
     PrometheusServer,
     ScrapeTarget,
     find_prometheus,
@@ -111,3 +113,17 @@ def prometheus_for(
     return PrometheusServer(
         data_dir / "prometheus", port, targets, interval_s=scrape_interval(), env=env
     )
+
+
+def start_prometheus(
+    data_dir: Path, port: int, targets: list[ScrapeTarget], env: dict[str, str]
+) -> tuple[PrometheusServer | None, str]:
+    """Start this run's Prometheus; (None, why) when it is not installed."""
+    server = prometheus_for(data_dir, port, targets, env)
+    if server is None:
+        return None, "NOT started: prometheus is not installed (make system); no usage report"
+    try:
+        server.start()
+    except PrometheusError as exc:
+        raise LocalRuntimeError(str(exc)) from None
+    return server, f"scraping hub, gateway and broker every {server.interval_s} s"

@@ -20,6 +20,9 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pangeo_cloud import toolcache
+from pangeo_cloud.local.errors import LocalRuntimeError
+
 TAG = "PANGEO_LOCAL_RUN"
 
 
@@ -111,3 +114,15 @@ def tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return "(no log)"
     return "\n".join("    " + line for line in text)
+
+
+def find_proxy() -> str:
+    """configurable-http-proxy: PATH, then the tool cache of scripts/install-system.sh."""
+    bindir = toolcache.node_dir() / "bin"
+    found = toolcache.find("configurable-http-proxy", bindir)
+    if found:
+        return found
+    raise LocalRuntimeError(
+        f"configurable-http-proxy (npm) not found on PATH or in {bindir}; "
+        "run scripts/install-system.sh (or `make system`)"
+    )

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pangeo_cloud import toolcache
 from pangeo_cloud.config import ConfigError, Paths, list_deployments, load_deployment
 from pangeo_cloud.config import merged_values as merge
 from pangeo_cloud.local import monitoring, objectstore, processes
@@ -56,9 +55,10 @@ from pangeo_cloud.local.datadir import (
     prepare_data_dir,
 )
 from pangeo_cloud.local.errors import LocalRuntimeError
-from pangeo_cloud.local.processes import answers, tail
-from pangeo_cloud.local.prometheus import PrometheusError, find_prometheus
+from pangeo_cloud.local.processes import answers, find_proxy, tail
+from pangeo_cloud.local.prometheus import find_prometheus
 from pangeo_cloud.local.runinfo import BrokerAccess, Passwords, RunInfo, StoreAccess
+from pangeo_cloud.local.summary import ADMIN_USER, summary
 from pangeo_cloud.local.values import (
     BROKER_SERVICE,
     SHARED_PASSWORD,
@@ -72,20 +72,7 @@ from pangeo_cloud.local.values import (
 )
 from pangeo_cloud.ports import free_ports
 
-ADMIN_USER = "admin"  # the local admin of shared-password runs (usage page, admin panel)
 START_TIMEOUT = 180.0  # seconds for any one component to answer (2 cores, cold caches)
-
-
-def find_proxy() -> str:
-    """configurable-http-proxy: PATH, then the tool cache of scripts/install-system.sh."""
-    bindir = toolcache.node_dir() / "bin"
-    found = toolcache.find("configurable-http-proxy", bindir)
-    if found:
-        return found
-    raise LocalRuntimeError(
-        f"configurable-http-proxy (npm) not found on PATH or in {bindir}; "
-        "run scripts/install-system.sh (or `make system`)"
-    )
 
 
 def check_port(port: int, option: str = "--port") -> None:
@@ -394,20 +381,14 @@ class LocalRuntime:
         return f"http://127.0.0.1:{self.ports['prometheus']}"
 
     def _start_prometheus(self) -> str:
+        token = self.secrets["metrics_token"]
         targets = monitoring.scrape_targets(
-            self.ports, self.secrets["metrics_token"], self.deployment, self.stage, BROKER_SERVICE
+            self.ports, token, self.deployment, self.stage, BROKER_SERVICE
         )
-        server = monitoring.prometheus_for(
+        self.prometheus, note = monitoring.start_prometheus(
             self.data_dir, self.ports["prometheus"], targets, self._env()
         )
-        if server is None:
-            return "NOT started: prometheus is not installed (make system); no usage report"
-        try:
-            server.start()
-        except PrometheusError as exc:
-            raise LocalRuntimeError(str(exc)) from None
-        self.prometheus = server
-        return f"scraping hub, gateway and broker every {server.interval_s} s"
+        return note
 
     def _wait(self, url: str, proc: Any, log: Path, what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -427,50 +408,7 @@ class LocalRuntime:
     # -- running -----------------------------------------------------------------
 
     def summary(self) -> str:
-        took = time.monotonic() - self.started_at
-        lines = [
-            "",
-            f"pangeo-cloud is up (deployment {self.deployment}, stage {self.stage}) "
-            f"after {took:.1f} s",
-            f"  Open:     {self.url}",
-        ]
-        if self.login == SHARED_PASSWORD:
-            lines.append(f"  Log in:   any username, password {self.secrets['user_password']}")
-            lines.append(
-                f"            as admin `{ADMIN_USER}` (usage page): password "
-                f"{self.secrets['admin_password']}"
-            )
-            for group in self.groups:
-                lines.append(
-                    f"            as a member of group {group!r} (restricted profiles): "
-                    f"password {self.secrets['group_passwords'][group]}"
-                )
-            lines.append(f"            (passwords are kept in {self.data_dir / 'secrets.json'})")
-        else:
-            lines.append("  Log in:   with GitHub (members of the allowed teams only)")
-        store_note = "" if self.store.persistent else ": kept in memory, lost at stop"
-        if self.store.kind == "minio":
-            creds = "each user's credentials reach only their own prefix (MinIO STS)"
-        else:
-            creds = "moto does NOT enforce per-user prefixes; install MinIO for that"
-        lines += [
-            f"  Scratch:  {self.scratch['url']}/<username>/ at {self.store.endpoint}"
-            f" ({self.store.kind}{store_note}); objects expire after "
-            f"{self.scratch.get('expiryDays')} days; {creds}",
-            f"  Dask:     GatewayCluster() in a notebook ({self.url}services/dask-gateway)",
-            f"  Data:     {self.data_dir} (homes, scratch, hub database: kept between runs)",
-            f"  Logs:     {self.data_dir / 'logs'}",
-        ]
-        if self.prometheus is not None:
-            lines.append(
-                f"  Usage:    Prometheus at {self.prometheus_url}; "
-                f"`pangeo-cloud usage {self.deployment} {self.stage}` reports per user; "
-                f"admins see {self.url}services/usage/"
-            )
-        else:
-            lines.append("  Usage:    no Prometheus (not installed: make system)")
-        lines.append("Press Ctrl-C to stop.")
-        return "\n".join(lines)
+        return summary(self)
 
     def failed(self) -> str | None:
         """Why the run can no longer serve (a process died), or None."""

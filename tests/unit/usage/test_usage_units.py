@@ -10,7 +10,8 @@ from pangeo_cloud.config.costs import costs_for
 from pangeo_cloud.gateway.metrics import ClusterSample, bearer_token, parse_scheduler, render
 from pangeo_cloud.hub.costs import annotate_profiles, byte_spec
 from pangeo_cloud.hub.promql import duration_seconds
-from pangeo_cloud.hub.usage_report import Report, Row, UsageError, format_table, share_cost
+from pangeo_cloud.hub.usage_report import Report, Row, UsageError, share_cost
+from pangeo_cloud.hub.usage_table import format_table
 from pangeo_cloud.scratch import escape_username
 
 
