@@ -29,10 +29,19 @@ SIDES = {
         {"dask_gateway_server", "traitlets", "aiohttp"},
         ("pangeo_cloud.scratch", "pangeo_cloud.gateway"),
     ),
-    # The k8s-hub image: JupyterHub with its tornado and traitlets, KubeSpawner,
-    # OAuthenticator.
+    # The k8s-hub image: JupyterHub with its tornado, traitlets and prometheus_client
+    # (JupyterHub's /hub/metrics), KubeSpawner, OAuthenticator, and PyYAML (z2jh's
+    # hub config reads its mounted values with it).
     "hub": (
-        {"jupyterhub", "tornado", "traitlets", "kubespawner", "oauthenticator"},
+        {
+            "jupyterhub",
+            "tornado",
+            "traitlets",
+            "prometheus_client",
+            "yaml",
+            "kubespawner",
+            "oauthenticator",
+        },
         ("pangeo_cloud.scratch", "pangeo_cloud.hub"),
     ),
 }

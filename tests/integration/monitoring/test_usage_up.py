@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 
 import pytest
-from pangeo_cloud.local.harness import HubUser, UpProcess
 
 from pangeo_cloud.local import objectstore
 from pangeo_cloud.local.prometheus import find_prometheus
 from pangeo_cloud.ports import free_ports
+from pangeo_cloud.testing.harness import HubUser, UpProcess
 
 pytestmark = [
     pytest.mark.integration,

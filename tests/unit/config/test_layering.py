@@ -35,7 +35,17 @@ def test_each_layer_says_what_kind_it_is(repo_paths):
     deployment = load_deployment("gcp-us-central1-b", repo_paths)
     layers = values_layers(deployment, "staging", paths=repo_paths)
     kinds = [layer.kind for layer in layers]
-    assert kinds == ["chart", "generated", "values", "values", "secrets", "secrets", "generated"]
+    assert kinds == [
+        "chart",
+        "generated",  # stage wiring
+        "values",
+        "values",
+        "secrets",
+        "secrets",
+        "generated",  # protections
+        "generated",  # gateway hooks
+        "generated",  # price table and usage labels
+    ]
     assert [layer.short for layer in layers if layer.kind == "generated"] == [
         "stage-wiring",
         "gateway-hooks",

@@ -8,11 +8,11 @@ deployments pass (no false alarm).
 from __future__ import annotations
 
 import pytest
-from pangeo_cloud.validate import validate_all
 
 from pangeo_cloud.config import Paths
 from pangeo_cloud.config.layering import merged_values
 from pangeo_cloud.config.pinned import default_allowlist
+from pangeo_cloud.deploy.validate import validate_all
 
 TARGET = "gcp-us-central1-b/prod"
 NARROW = [
