@@ -48,7 +48,9 @@ def test_each_layer_says_what_kind_it_is(repo_paths):
     ]
     assert [layer.short for layer in layers if layer.kind == "generated"] == [
         "stage-wiring",
+        "protections",
         "gateway-hooks",
+        "price-table",
     ]
     with pytest.raises(ValueError, match="layer kind must be one of"):
         Layer("x", {}, kind="plain")
