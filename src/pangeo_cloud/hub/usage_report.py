@@ -5,10 +5,13 @@ standard library only. It reads the series of the metrics contract (hub:
 ``pangeo_server_*``, ``pangeo_user_group``; gateway: ``pangeo_dask_*``;
 broker: ``pangeo_scratch_bytes``) of one deployment and stage.
 
-Exactness: a gauge's integral over the range is the sum of its raw samples
-(``sum_over_time``) times its job's scrape interval (read from Prometheus'
-running configuration). Each sample stands for one interval, so a server's
-seconds are right to within one scrape interval at each end of its life.
+Exactness: a gauge's integral over the range comes from its raw samples and
+their timestamps: each sample holds until the next one, and the last for one
+scrape interval (read from Prometheus' running configuration). A scrape that
+failed (a busy hub answering late: Prometheus then stores no sample) leaves a
+longer gap, which still counts, up to ``MAX_MISSED_SCRAPES`` in a row; a longer
+gap (the target was down) counts one interval. So a server's seconds are right
+to within one scrape interval at each end of its life, also under load.
 
 Cost: ``costs`` (``jupyterhub.custom.pangeo.costs``, generated from the
 deployment's ``prices`` and node pools) gives, per profile and for Dask
@@ -142,8 +145,36 @@ def _selector(deployment: str, stage: str) -> str:
     return f'deployment="{deployment}",stage="{stage}"'
 
 
-def _integral(base: str, metric: str, sel: str, by: str, window: str, end: float) -> list:
-    return query(base, f"sum by ({by}) (sum_over_time({metric}{{{sel}}}[{window}]))", at=end)
+# Gaps of up to this many failed scrapes in a row still count as covered.
+MAX_MISSED_SCRAPES = 2
+
+
+def _integral(
+    base: str, metric: str, sel: str, by: str, window: str, end: float, step: float
+) -> list:
+    """Per ``by`` group, the integral of ``metric`` over the window, in units of
+    ``step`` (the job's scrape interval), as instant-vector samples (module docstring)."""
+    keys = [k.strip() for k in by.split(",")]
+    totals: dict[tuple[str, ...], float] = defaultdict(float)
+    for series in query(base, f"{metric}{{{sel}}}[{window}]", at=end):
+        key = tuple(series["metric"].get(k, "") for k in keys)
+        totals[key] += _series_integral(series.get("values") or [], step) / step
+    return [
+        {"metric": dict(zip(keys, key, strict=True)), "value": [end, repr(total)]}
+        for key, total in totals.items()
+    ]
+
+
+def _series_integral(values: list[list[Any]], step: float) -> float:
+    """Value-seconds of one series' raw samples ([time, "value"] pairs, oldest first)."""
+    cap = step * (MAX_MISSED_SCRAPES + 1)
+    total = 0.0
+    for (t, v), (t_next, _) in zip(values, values[1:], strict=False):
+        gap = float(t_next) - float(t)
+        total += float(v) * (gap if gap <= cap * 1.01 else step)
+    if values:
+        total += float(values[-1][1]) * step
+    return total
 
 
 def _value(sample: dict[str, Any]) -> float:
@@ -218,15 +249,17 @@ def _user_rows(
     profiles = costs.get("profiles") or {}
     cpu = {
         (s["metric"]["user"], s["metric"].get("profile", "")): _value(s) * hub_step
-        for s in _integral(base, "pangeo_server_cpu_request", sel, "user, profile", window, end)
+        for s in _integral(
+            base, "pangeo_server_cpu_request", sel, "user, profile", window, end, hub_step
+        )
     }
     mem = {
         (s["metric"]["user"], s["metric"].get("profile", "")): _value(s) * hub_step
         for s in _integral(
-            base, "pangeo_server_memory_request_bytes", sel, "user, profile", window, end
+            base, "pangeo_server_memory_request_bytes", sel, "user, profile", window, end, hub_step
         )
     }
-    for s in _integral(base, "pangeo_server_running", sel, "user, profile", window, end):
+    for s in _integral(base, "pangeo_server_running", sel, "user, profile", window, end, hub_step):
         user, profile = s["metric"]["user"], s["metric"].get("profile", "")
         r = row(user)
         r.server_hours += _value(s) * hub_step / 3600
@@ -238,13 +271,15 @@ def _user_rows(
         workers = costs.get("daskWorkers")
         wcpu = {
             s["metric"]["user"]: _value(s) * gw_step
-            for s in _integral(base, "pangeo_dask_worker_cores", sel, "user", window, end)
+            for s in _integral(base, "pangeo_dask_worker_cores", sel, "user", window, end, gw_step)
         }
         wmem = {
             s["metric"]["user"]: _value(s) * gw_step
-            for s in _integral(base, "pangeo_dask_worker_memory_bytes", sel, "user", window, end)
+            for s in _integral(
+                base, "pangeo_dask_worker_memory_bytes", sel, "user", window, end, gw_step
+            )
         }
-        for s in _integral(base, "pangeo_dask_workers", sel, "user", window, end):
+        for s in _integral(base, "pangeo_dask_workers", sel, "user", window, end, gw_step):
             user = s["metric"]["user"]
             r = row(user)
             r.dask_worker_hours += _value(s) * gw_step / 3600
@@ -305,14 +340,14 @@ def _profile_rows(
 ) -> list[Row]:
     rows: dict[str, Row] = {}
     profiles = costs.get("profiles") or {}
-    for s in _integral(base, "pangeo_server_running", sel, "profile", window, end):
+    for s in _integral(base, "pangeo_server_running", sel, "profile", window, end, hub_step):
         rows.setdefault(s["metric"].get("profile", ""), Row(s["metric"].get("profile", "")))
         rows[s["metric"].get("profile", "")].server_hours = _value(s) * hub_step / 3600
     for metric, attr in (
         ("pangeo_server_cpu_request", "cpu_hours"),
         ("pangeo_server_memory_request_bytes", "memory_gb_hours"),
     ):
-        for s in _integral(base, metric, sel, "profile", window, end):
+        for s in _integral(base, metric, sel, "profile", window, end, hub_step):
             profile = s["metric"].get("profile", "")
             value = _value(s) * hub_step / 3600
             setattr(

@@ -131,9 +131,19 @@ def test_cli(prod_hub, repo_paths, capsys, monkeypatch) -> None:
     assert f"healthy: {prod_hub.deployment}/prod" in out and "ok   scratch" in out
 
 
-def test_existing_user_is_refused_and_kept(prod_hub) -> None:
-    """`--user` naming a real user: one line, and the user (their server, home) stays."""
-    name = f"scientist-{secrets.token_hex(4)}"
+@pytest.mark.parametrize(
+    ("prefix", "refusal"),
+    [
+        # A real user's name: not a throw-away name at all (the hub's 400).
+        ("scientist-", "is not allowed: throw-away users are named health-check-"),
+        # An existing user with a throw-away-style name (a GitHub account could
+        # have it): the hub's 409, never taken over.
+        ("health-check-", "already exists"),
+    ],
+)
+def test_existing_user_is_refused_and_kept(prod_hub, prefix: str, refusal: str) -> None:
+    """`--user` naming an existing user: one line, and the user (their server, home) stays."""
+    name = f"{prefix}{secrets.token_hex(4)}"
     with _admin(prod_hub) as api:
         assert api.post(f"users/{name}").status_code == 201
         try:
@@ -146,7 +156,7 @@ def test_existing_user_is_refused_and_kept(prod_hub) -> None:
             message = str(info.value)
             assert "\n" not in message
             assert message.startswith("health check failed at step 'create-user'")
-            assert f"user '{name}' already exists" in message
+            assert name in message and refusal in message, message
             assert name in _users(prod_hub)
             assert not api.get(f"users/{name}").json()["servers"]
             assert not any(line.startswith(("ok   cleanup", "FAIL cleanup")) for line in lines)

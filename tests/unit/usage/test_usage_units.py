@@ -149,3 +149,21 @@ def test_hub_collector_reports_ready_servers_with_their_profile_and_requests():
     assert [(s.labels["user"], s.labels["group"]) for s in group] == [("alice", "operators")]
     # Before the hub exists, a scrape yields the families without samples.
     assert all(not f.samples for f in UsageCollector(lambda: None, profiles).collect())
+
+
+def test_a_missed_scrape_still_counts_and_a_long_outage_does_not():
+    from pangeo_cloud.hub.usage_report import MAX_MISSED_SCRAPES, _series_integral
+
+    step = 2.0
+    steady = [[t, "1"] for t in (0, 2, 4, 6)]
+    assert _series_integral(steady, step) == 8.0  # 4 samples, each holds one interval
+    # The hub answered late at t=4 (no sample): the server still ran from 2 to 6.
+    missed = [[0, "1"], [2, "1"], [6, "1"]]
+    assert _series_integral(missed, step) == 8.0
+    # A gap longer than MAX_MISSED_SCRAPES failed scrapes: the target was down;
+    # only one interval counts for the sample before it.
+    outage = step * (MAX_MISSED_SCRAPES + 2)
+    down = [[0, "1"], [outage, "1"]]
+    assert _series_integral(down, step) == 2 * step
+    # Values weigh the time they hold (e.g. 2 cores requested).
+    assert _series_integral([[0, "2"], [2, "2"]], step) == 8.0
