@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,19 @@ def start_prometheus(
         return None, "NOT started: prometheus is not installed (make system); no usage report"
     try:
         server.start()
+        # Ready only once the hub has been scraped: usage before the first scrape
+        # would be missing from every report.
+        _wait_first_scrape(server, "jupyterhub")
     except PrometheusError as exc:
+        server.stop()
         raise LocalRuntimeError(str(exc)) from None
     return server, f"scraping hub, gateway and broker every {server.interval_s} s"
+
+
+def _wait_first_scrape(server: PrometheusServer, job: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(r["value"][1] == "1" for r in server.query(f'up{{job="{job}"}}')):
+            return
+        time.sleep(0.2)
+    raise PrometheusError(f"prometheus did not scrape the {job} target within {timeout:.0f} s")
