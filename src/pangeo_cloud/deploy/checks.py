@@ -53,16 +53,6 @@ def render(ctx: StageContext) -> tuple[str, helm.ChartView]:
     return helm.render(ctx.paths.chart, ctx.stage, ctx.deployment.kubernetes_version, ctx.values)
 
 
-def _subchart_note(view: helm.ChartView) -> str:
-    if view.full:
-        return "full chart with subcharts"
-    return (
-        "umbrella templates only: subcharts "
-        + ", ".join(view.missing)
-        + " not downloaded (run `helm dependency build` with network)"
-    )
-
-
 # --- the checks ----------------------------------------------------------------
 
 
@@ -122,7 +112,7 @@ def check_traits(ctx: StageContext) -> tuple[list[ConfigError], str]:
 def check_lint(ctx: StageContext) -> tuple[list[ConfigError], str]:
     with helm.chart_view(ctx.paths.chart) as view:
         helm.lint(view, helm.render_values(ctx.values), ctx.deployment.kubernetes_version)
-    return [], _subchart_note(view)
+    return [], helm.subchart_note(view, "umbrella templates")
 
 
 def check_manifests(ctx: StageContext) -> tuple[list[ConfigError], str]:
@@ -135,7 +125,7 @@ def check_manifests(ctx: StageContext) -> tuple[list[ConfigError], str]:
     errors = validate_manifests(ctx.manifests, ctx.deployment.kubernetes_version, crds)
     return errors, (
         f"{len(ctx.manifests)} objects, Kubernetes {ctx.deployment.kubernetes_version}; "
-        + _subchart_note(view)
+        + helm.subchart_note(view, "umbrella templates")
     )
 
 

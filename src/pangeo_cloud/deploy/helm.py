@@ -148,6 +148,17 @@ def split_manifests(stream: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(stream) if doc]
 
 
+def subchart_note(view: ChartView, what: str, build: str = "helm dependency build") -> str:
+    """How much of the chart a check saw: all of it, or `what` (its own templates) only."""
+    if view.full:
+        return "full chart with subcharts"
+    return (
+        f"{what} only: subcharts "
+        + ", ".join(view.missing)
+        + f" not downloaded (run `{build}` with network)"
+    )
+
+
 def render_values(values: dict[str, Any]) -> dict[str, Any]:
     """Merged values plus the pinned generated secrets (rendering only, never deploying).
 

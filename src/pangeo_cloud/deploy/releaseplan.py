@@ -110,6 +110,15 @@ class DeployPlan:
         )
         return "\n".join(lines)
 
+    def place_values(self, tmp: Path | None) -> list[str]:
+        """The `-f` arguments in order; generated and decrypted files go into `tmp`
+        (shown as <tmp>/... in a dry run, where there is none)."""
+        if tmp is not None:
+            for vf in self.values:
+                if vf.kind != "values":
+                    vf.path = tmp / self._temp_name(vf)
+        return [str(vf.path or Path(TMP) / self._temp_name(vf)) for vf in self.values]
+
     def _temp_name(self, vf: ValuesFile) -> str:
         index = self.values.index(vf)
         if vf.kind == "secrets" and vf.source is not None:
@@ -156,6 +165,15 @@ def _values_files(layers: list[Layer]) -> list[ValuesFile]:
     return out
 
 
+def tool_or_name(name: str) -> str:
+    """The tool's path, or its bare name: a dry run needs no tools (the `tools` step
+    of a deploy reports a missing one)."""
+    try:
+        return find_tool(name)
+    except ToolError:
+        return name
+
+
 def subchart_archive(paths: Paths, name: str = "dask-gateway") -> Path:
     """charts/<name>-<version>.tgz as `helm dependency build` writes it."""
     meta = yaml.safe_load((paths.chart / "Chart.yaml").read_text())
@@ -187,18 +205,8 @@ def build_plan(
             ValuesFile(f"extra: {extra.name} (not validated)", "values", extra, extra)
         )
     base = tmp or Path(TMP)
-    for vf in plan.values:
-        if vf.kind != "values" and tmp is not None:
-            vf.path = tmp / plan._temp_name(vf)
-    files = [str(vf.path or base / plan._temp_name(vf)) for vf in plan.values]
-
-    def tool(name: str) -> str:
-        try:
-            return find_tool(name)
-        except ToolError:
-            return name  # a dry run needs no tools; the `tools` step reports them
-
-    helm, kubectl = tool("helm"), tool("kubectl")
+    files = plan.place_values(tmp)
+    helm, kubectl = tool_or_name("helm"), tool_or_name("kubectl")
     chart = str(paths.chart)
     archive = subchart_archive(paths)
     crds = base / "crds"

@@ -27,12 +27,8 @@ from pangeo_cloud.deploy.tools import ToolError
 
 
 def _note(view: helm.ChartView) -> str:
-    if view.full:
-        return "full chart with subcharts"
-    return (
-        "support chart templates only: subcharts "
-        + ", ".join(view.missing)
-        + " not downloaded (run `helm dependency build helm-chart/support` with network)"
+    return helm.subchart_note(
+        view, "support chart templates", "helm dependency build helm-chart/support"
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -40,19 +39,8 @@ def build_support_plan(
     plan = releaseplan.DeployPlan(
         deployment, support, paths, releaseplan._values_files(layers), tmp=tmp
     )
-    base = tmp or Path(releaseplan.TMP)
-    for vf in plan.values:
-        if vf.kind != "values" and tmp is not None:
-            vf.path = tmp / plan._temp_name(vf)
-    files = [str(vf.path or base / plan._temp_name(vf)) for vf in plan.values]
-
-    def tool(name: str) -> str:
-        try:
-            return find_tool(name)
-        except ToolError:
-            return name  # a dry run needs no tools; the `tools` step reports them
-
-    helm_bin, kubectl = tool("helm"), tool("kubectl")
+    files = plan.place_values(tmp)
+    helm_bin, kubectl = releaseplan.tool_or_name("helm"), releaseplan.tool_or_name("kubectl")
     chart = str(paths.support_chart)
     context = cluster.kubectl_context_args(support.kube_context)
     plan.steps = [
