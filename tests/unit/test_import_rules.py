@@ -204,3 +204,17 @@ def test_the_checks_see_a_known_cycle_and_an_upward_arrow(monkeypatch) -> None:
         test_the_import_graph_has_no_cycle()
     with pytest.raises(AssertionError, match=r"config\.c -> pangeo_cloud\.commands\.x"):
         test_imports_go_down_the_layers()
+
+
+# Small focused modules: a longer one holds several concerns (test support excepted).
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_outside_testing_is_longer_than_the_limit() -> None:
+    long = {
+        name: lines
+        for name, path in MODULES.items()
+        if not name.startswith("pangeo_cloud.testing")
+        and (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"split these modules (over {MAX_MODULE_LINES} lines): {long}"

@@ -145,8 +145,7 @@ def _selector(deployment: str, stage: str) -> str:
     return f'deployment="{deployment}",stage="{stage}"'
 
 
-# Gaps of up to this many failed scrapes in a row still count as covered.
-MAX_MISSED_SCRAPES = 2
+MAX_MISSED_SCRAPES = 2  # gaps of up to this many failed scrapes in a row still count
 
 
 def _integral(
