@@ -18,12 +18,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from wait_support import wait_for  # noqa: F401 - the k8s tests import it from here
 
 from pangeo_cloud.deploy.release import extract_crds
 from pangeo_cloud.deploy.tools import ToolError
@@ -93,18 +92,6 @@ def deployed_revision(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def get_json(plane: ControlPlane, *args: str) -> dict[str, Any]:
     return json.loads(plane.kubectl("get", *args, "-o", "json").stdout)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 # -- repository copies ------------------------------------------------------

@@ -29,7 +29,6 @@ import base64
 import hashlib
 import secrets
 import sys
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +36,7 @@ from pathlib import Path
 import httpx
 import pytest
 from repo_support import REPO_ROOT as REPO
+from wait_support import wait_for
 
 from pangeo_cloud.config import Paths, dashboards, load_deployment
 from pangeo_cloud.config.layering import merge_all, support_layers
@@ -80,16 +80,6 @@ c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []  # test container
 # JupyterHub counts active users once an hour by default; a test cannot wait that long.
 c.PeriodicMetricsCollector.active_users_update_interval = 1
 """
-
-
-def _wait(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -180,11 +170,11 @@ def activity(hub, prometheus) -> None:
         return lambda: [s for s in prometheus.query(count) if float(s["value"][1]) >= n]
 
     _start(hub)
-    _wait("the first spawn in Prometheus", scraped(1))
+    wait_for("the first spawn in Prometheus", scraped(1), 120)
     assert hub.api("DELETE", f"/users/{USER}/server").status_code in (202, 204)
     hub.wait_for(lambda: "" not in hub.user(USER)["servers"], 60, "the server to stop")
     _start(hub)
-    _wait("the second spawn in Prometheus", scraped(2))
+    wait_for("the second spawn in Prometheus", scraped(2), 120)
 
 
 def test_the_prometheus_token_reads_metrics_and_nothing_else(hub, metrics_token):
@@ -196,21 +186,23 @@ def test_the_prometheus_token_reads_metrics_and_nothing_else(hub, metrics_token)
 
 def test_every_dashboard_query_is_accepted_and_hub_series_are_returned(hub, prometheus, activity):
     selector = f'{{deployment="{DEPLOYMENT}", stage="{STAGE}", job="jupyterhub"}}'
-    _wait(
+    wait_for(
         "the running server in Prometheus",
         lambda: [
             s
             for s in prometheus.query(f"jupyterhub_running_servers{selector}")
             if s["value"][1] == "1"
         ],
+        120,
     )
-    _wait(
+    wait_for(
         "the active user in Prometheus",
         lambda: [
             s
             for s in prometheus.query(f'jupyterhub_active_users{selector[:-1]}, period="24h"}}')
             if float(s["value"][1]) >= 1
         ],
+        120,
     )
     results: dict[tuple[str, str, str], list] = {}
     failures = []

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wait_support import wait_for
 
 from pangeo_cloud.local.prometheus import (
     PrometheusError,
@@ -55,16 +55,6 @@ def metrics_endpoint() -> Iterator[str]:
     server.shutdown()
 
 
-def _wait_for(what: str, check, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_scrapes_with_bearer_token_and_answers_queries(tmp_path: Path, metrics_endpoint) -> None:
     (port,) = free_ports(1)
     target = ScrapeTarget("hub", metrics_endpoint, bearer_token=TOKEN, labels={"stage": "t"})
@@ -73,7 +63,7 @@ def test_scrapes_with_bearer_token_and_answers_queries(tmp_path: Path, metrics_e
     try:
         # The token is in a private file, not in the configuration.
         assert TOKEN not in (tmp_path / "prom" / "prometheus.yml").read_text()
-        result = _wait_for("a scraped sample", lambda: server.query("test_things"))
+        result = wait_for("a scraped sample", lambda: server.query("test_things"), 60)
         assert result[0]["metric"]["job"] == "hub"
         assert result[0]["metric"]["stage"] == "t"
         assert result[0]["value"][1] == "42"
