@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -184,6 +185,15 @@ def _recipients_hint(stage: Stage) -> str:
     return f" (likely cause: {problems[0]})" if problems else ""
 
 
+def write_temp_values(plan: DeployPlan, tmp: Any, decryptor: SopsDecryptor) -> None:
+    """Write the plan's generated layers and decrypted secrets into the private `tmp` dir."""
+    for vf in plan.values:
+        if vf.kind == "generated":
+            tmp.write(vf.path.name, yaml.safe_dump(vf.data, sort_keys=False))
+        elif vf.kind == "secrets":
+            tmp.write(vf.path.name, decryptor(vf.source))
+
+
 def deploy(
     target: Target,
     *,
@@ -253,11 +263,7 @@ def deploy(
                 dependency_build=dependency_build,
                 extra_values=extra_values,
             )
-            for vf in plan.values:
-                if vf.kind == "generated":
-                    tmp.write(vf.path.name, yaml.safe_dump(vf.data, sort_keys=False))
-                elif vf.kind == "secrets":
-                    tmp.write(vf.path.name, decryptor(vf.source))
+            write_temp_values(plan, tmp, decryptor)
             _run_cluster_steps(plan, begin, done)
     finally:
         decryptor.clear()

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import yaml
-
 from pangeo_cloud.config import ConfigError, Deployment, Paths
 from pangeo_cloud.config.layering import Layer, support_layers
 from pangeo_cloud.config.support import SUPPORT_TARGET, require_support
@@ -150,11 +148,7 @@ def deploy_support(
                 timeout=timeout,
                 dependency_build=dependency_build,
             )
-            for vf in plan.values:
-                if vf.kind == "generated":
-                    tmp.write(vf.path.name, yaml.safe_dump(vf.data, sort_keys=False))
-                elif vf.kind == "secrets":
-                    tmp.write(vf.path.name, decryptor(vf.source))
+            release.write_temp_values(plan, tmp, decryptor)
             for name in ("dependencies", "upgrade"):
                 step = plan.step(name)
                 t0 = begin(name)
